@@ -1,0 +1,421 @@
+"""Advantage estimators: generalized advantage estimation and the estimators it interpolates.
+
+Layout (as in TorchRL's functional API): **time is the last dimension**, with any number of
+leading batch dimensions, so a batch of ``N`` rollouts of ``T`` steps is ``(N, T)`` and a
+batch of token sequences is ``(B, L)``. Every function takes tensors and returns tensors on
+the same device and with the same floating dtype (except :func:`gae_reference`, the float64
+oracle). Nothing is moved to the host unless ``check_finite=True`` asks for a value check.
+
+For a step ``t`` of a rollout:
+
+* ``rewards[..., t]`` is the reward for the action taken at ``t``;
+* ``values[..., t]`` is the critic's ``V(s_t)``;
+* ``next_values[..., t]`` is ``V(s_{t+1})``, the value of the state the step reached. For a
+  truncated episode this is the value of the true final observation, not of the reset one;
+* ``terminated[..., t]`` says that ``s_{t+1}`` is terminal (its value is zero by definition);
+* ``truncated[..., t]`` says that the episode was cut at ``t`` (by a time limit or the end of
+  the rollout of an episode); the value of ``s_{t+1}`` still counts.
+
+An episode ends at ``t`` when ``terminated or truncated``: no trace crosses that boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "discounted_returns",
+    "gae",
+    "gae_reference",
+    "lambda_returns",
+    "next_valid_values",
+    "nstep_advantages",
+    "td_residuals",
+]
+
+Coefficient = float | Tensor
+
+
+def _check_tensor(name: str, x: object) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    return x
+
+
+def _check_inputs(
+    floats: dict[str, Tensor | None],
+    flags: dict[str, Tensor | None],
+    check_finite: bool,
+) -> Tensor:
+    """Check shapes, dtypes and devices; return the first float tensor (the reference)."""
+    present = {k: _check_tensor(k, v) for k, v in floats.items() if v is not None}
+    ref_name, ref = next(iter(present.items()))
+    if ref.ndim == 0:
+        raise ValueError(f"{ref_name} must have a time dimension (the last one); got a 0-d tensor")
+    for name, x in present.items():
+        if not x.dtype.is_floating_point:
+            raise TypeError(
+                f"{name} must have a real floating dtype (float16, bfloat16, float32, float64); "
+                f"got {x.dtype}"
+            )
+        if x.dtype != ref.dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but {ref_name} has {ref.dtype}; use one dtype")
+    tensors = dict(present)
+    for name, f in flags.items():
+        if f is None:
+            continue
+        _check_tensor(name, f)
+        if f.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool tensor; got {f.dtype} (convert with .bool())")
+        tensors[name] = f
+    for name, x in tensors.items():
+        if x.shape != ref.shape:
+            raise ValueError(
+                f"{name} has shape {tuple(x.shape)} but {ref_name} has {tuple(ref.shape)}; "
+                "all inputs share one shape (..., T)"
+            )
+        if x.device != ref.device:
+            raise ValueError(f"{name} is on {x.device} but {ref_name} is on {ref.device}")
+    if check_finite:
+        for name, x in present.items():
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"{name} contains NaN or inf (pass check_finite=False to skip this check)")
+    return ref
+
+
+def _check_coefficient(name: str, c: object, ref: Tensor, check_finite: bool) -> Coefficient:
+    """Validate gamma or lam; return a float or a tensor that broadcasts against ``(..., T)``."""
+    if isinstance(c, Tensor):
+        batch = ref.shape[:-1]
+        if not c.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a float or a floating tensor; got a tensor of {c.dtype}")
+        if c.device != ref.device:
+            raise ValueError(f"{name} is on {c.device} but the inputs are on {ref.device}")
+        try:
+            ok = torch.broadcast_shapes(c.shape, batch) == batch
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{name} has shape {tuple(c.shape)}, which does not broadcast to the batch "
+                f"dimensions {tuple(batch)} (the inputs' shape without its last, time, dimension)"
+            )
+        if check_finite and not bool(((c >= 0) & (c <= 1)).all()):
+            raise ValueError(f"{name} must lie in [0, 1]; some entries do not")
+        return c.to(ref.dtype).unsqueeze(-1)
+    if isinstance(c, bool) or not isinstance(c, Real):
+        raise TypeError(f"{name} must be a float in [0, 1] or a tensor; got {type(c).__name__}")
+    if not 0.0 <= float(c) <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name} must lie in [0, 1]; got {c}")
+    return float(c)
+
+
+def _continues(terminated: Tensor, truncated: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """``1 − done`` as a ``dtype`` tensor: 1 where the episode goes on after the step."""
+    done = terminated if truncated is None else terminated | truncated
+    return (~done).to(dtype)
+
+
+def td_residuals(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    *,
+    gamma: Coefficient,
+    check_finite: bool = True,
+) -> Tensor:
+    """One-step temporal-difference errors ``δ_t = r_t + γ·(1 − terminated_t)·V(s_{t+1}) − V(s_t)``.
+
+    Args:
+        rewards, values, next_values: floating tensors of shape ``(..., T)``.
+        terminated: bool tensor ``(..., T)``; a terminal next state has value zero.
+        gamma: discount in [0, 1], a float or a tensor broadcastable to ``(...)``.
+        check_finite: check inputs for NaN/inf (reads values, so it syncs with the device).
+
+    Returns:
+        ``δ`` of shape ``(..., T)``.
+    """
+    ref = _check_inputs(
+        {"rewards": rewards, "values": values, "next_values": next_values},
+        {"terminated": terminated},
+        check_finite,
+    )
+    g = _check_coefficient("gamma", gamma, ref, check_finite)
+    return rewards + g * next_values * ~terminated - values
+
+
+def _reverse_linear_scan(deltas: Tensor, decay: Tensor) -> Tensor:
+    """Solve ``x_t = deltas_t + decay_t · x_{t+1}`` backwards in time, with ``x_T = 0``."""
+    out = torch.empty_like(deltas)
+    carry = torch.zeros_like(deltas[..., 0])
+    for t in range(deltas.shape[-1] - 1, -1, -1):
+        carry = torch.addcmul(deltas[..., t], decay[..., t], carry)
+        out[..., t] = carry
+    return out
+
+
+def gae(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor | None = None,
+    *,
+    gamma: Coefficient,
+    lam: Coefficient,
+    mask: Tensor | None = None,
+    check_finite: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Generalized advantage estimation (Schulman et al., 2016) with explicit episode ends.
+
+    ``δ_t = r_t + γ·(1 − terminated_t)·next_values_t − values_t`` and, backwards in time,
+    ``A_t = δ_t + γλ·(1 − done_t)·A_{t+1}`` with ``done = terminated | truncated``; the last step
+    has ``A = δ`` (``next_values`` carries the bootstrap).
+
+    With ``mask``, positions where it is ``False`` are not the policy's actions (padding, or
+    tool/observation tokens inside a sequence): they get advantage 0 and return 0, and the trace
+    passes over them, ``A_t = δ_t + γλ·(1 − done_t)·A_{t'}`` with ``t'`` the next valid position.
+    ``δ_t`` still uses ``next_values[t]``; build it with :func:`next_valid_values`.
+
+    Args:
+        rewards, values, next_values: floating tensors of shape ``(..., T)``, one dtype and device.
+        terminated: bool ``(..., T)``, the next state is terminal (no bootstrap, trace cut).
+        truncated: optional bool ``(..., T)``, the episode was cut here (bootstrap, trace cut).
+        gamma, lam: floats in [0, 1] or tensors broadcastable to the batch dims ``(...)``.
+        mask: optional bool ``(..., T)``, ``True`` where the position is a policy action.
+        check_finite: check for NaN/inf and, for tensor ``gamma``/``lam``, the range [0, 1]. It
+            reads values, so it synchronises with the device; ``False`` skips it.
+
+    Returns:
+        ``(advantages, returns)``, each ``(..., T)``; ``returns = advantages + values`` (the
+        λ-return) at valid positions and 0 at masked ones.
+    """
+    ref = _check_inputs(
+        {"rewards": rewards, "values": values, "next_values": next_values},
+        {"terminated": terminated, "truncated": truncated, "mask": mask},
+        check_finite,
+    )
+    g = _check_coefficient("gamma", gamma, ref, check_finite)
+    lam_ = _check_coefficient("lam", lam, ref, check_finite)
+    deltas = rewards + g * next_values * ~terminated - values
+    decay = (g * lam_) * _continues(terminated, truncated, deltas.dtype)
+    if mask is None:
+        advantages = _reverse_linear_scan(deltas, decay.expand_as(deltas))
+        return advantages, advantages + values
+    # A masked position contributes nothing (δ = 0) and passes the trace on unchanged (decay 1).
+    deltas = deltas * mask
+    decay = torch.where(mask, decay, torch.ones((), dtype=deltas.dtype, device=deltas.device))
+    advantages = _reverse_linear_scan(deltas, decay) * mask
+    return advantages, (advantages + values) * mask
+
+
+def gae_reference(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor | None = None,
+    *,
+    gamma: Coefficient,
+    lam: Coefficient,
+    mask: Tensor | None = None,
+    check_finite: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """The textbook reverse loop, one sequence at a time in float64 Python arithmetic.
+
+    Same arguments and meaning as :func:`gae`; it is the oracle the fast version is tested
+    against, and slow on purpose (it copies everything to the host). Returns float64 tensors of
+    shape ``(..., T)`` on the inputs' device.
+    """
+    ref = _check_inputs(
+        {"rewards": rewards, "values": values, "next_values": next_values},
+        {"terminated": terminated, "truncated": truncated, "mask": mask},
+        check_finite,
+    )
+    shape = ref.shape
+    n_steps = shape[-1]
+    n_seq = math.prod(shape[:-1])
+
+    def rows(x: Tensor | None, fill: bool = False) -> list[list]:
+        if x is None:
+            return [[fill] * n_steps for _ in range(n_seq)]
+        return x.reshape(n_seq, n_steps).tolist()
+
+    def per_sequence(name: str, c: Coefficient) -> list[float]:
+        c = _check_coefficient(name, c, ref, check_finite)
+        if isinstance(c, float):
+            return [c] * n_seq
+        return c.squeeze(-1).double().expand(shape[:-1]).reshape(n_seq).tolist()
+
+    r, v, nv = rows(rewards), rows(values), rows(next_values)
+    term, trunc, valid = rows(terminated), rows(truncated), rows(mask, fill=True)
+    gammas, lams = per_sequence("gamma", gamma), per_sequence("lam", lam)
+    adv = [[0.0] * n_steps for _ in range(n_seq)]
+    ret = [[0.0] * n_steps for _ in range(n_seq)]
+    for i in range(n_seq):
+        g, lam_i = gammas[i], lams[i]
+        next_advantage = 0.0  # advantage at the next valid position
+        for t in reversed(range(n_steps)):
+            if not valid[i][t]:
+                continue
+            delta = r[i][t] + g * (0.0 if term[i][t] else nv[i][t]) - v[i][t]
+            done = term[i][t] or trunc[i][t]
+            a = delta + (0.0 if done else g * lam_i * next_advantage)
+            adv[i][t], ret[i][t] = a, a + v[i][t]
+            next_advantage = a
+    as_tensor = lambda x: torch.tensor(x, dtype=torch.float64, device=ref.device).reshape(shape)  # noqa: E731
+    return as_tensor(adv), as_tensor(ret)
+
+
+def next_valid_values(values: Tensor, mask: Tensor | None = None, *, last: Tensor | None = None) -> Tensor:
+    """``next_values`` for :func:`gae`: the value of the next valid position.
+
+    Without ``mask`` this is ``values`` shifted one step left, ending in ``last``. With ``mask``
+    the next position skips masked ones (as multi-turn LLM rollouts need: tool output between
+    two turns is not an action of the policy), and the last valid position gets ``last``.
+
+    Args:
+        values: floating ``(..., T)``.
+        mask: optional bool ``(..., T)``, ``True`` at valid positions.
+        last: optional ``(...)`` bootstrap value after the final valid position; zeros if omitted
+            (the sequence ended at a terminal state, as an LLM response that emitted EOS).
+
+    Returns:
+        ``(..., T)``; entries at masked positions are the next valid value too and are ignored
+        by :func:`gae`.
+    """
+    ref = _check_inputs({"values": values}, {"mask": mask}, check_finite=False)
+    if last is None:
+        last = torch.zeros_like(ref[..., 0])
+    else:
+        _check_tensor("last", last)
+        if last.shape != ref.shape[:-1] or last.dtype != ref.dtype or last.device != ref.device:
+            raise ValueError(
+                f"last must be a {ref.dtype} tensor of shape {tuple(ref.shape[:-1])} on {ref.device}; "
+                f"got {last.dtype} {tuple(last.shape)} on {last.device}"
+            )
+    extended = torch.cat([values, last.unsqueeze(-1)], dim=-1)
+    n_steps = values.shape[-1]
+    if mask is None:
+        return extended[..., 1:]
+    positions = torch.arange(n_steps, device=values.device).expand_as(mask)
+    valid_at = torch.where(mask, positions, n_steps)  # n_steps means "no valid position"
+    after = torch.cat([valid_at[..., 1:], torch.full_like(valid_at[..., :1], n_steps)], dim=-1)
+    next_index = after.flip(-1).cummin(dim=-1).values.flip(-1)
+    return extended.gather(-1, next_index)
+
+
+def nstep_advantages(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor | None = None,
+    *,
+    gamma: Coefficient,
+    n: int,
+    check_finite: bool = True,
+) -> Tensor:
+    """The ``n``-step advantage ``Â⁽ⁿ⁾_t = Σ_{l<n} γ^l δ_{t+l}``, cut at episode ends and at ``T``.
+
+    Equivalently ``r_t + … + γ^{n−1} r_{t+n−1} + γ^n V(s_{t+n}) − V(s_t)`` (the sum telescopes).
+    A window that meets an episode end or the end of the rollout stops there, bootstrapping
+    from ``next_values`` at that step (or not at all if the episode terminated).
+
+    Args:
+        rewards, values, next_values: floating ``(..., T)``.
+        terminated, truncated: bool ``(..., T)`` as in :func:`gae`.
+        gamma: float in [0, 1] or tensor broadcastable to ``(...)``.
+        n: positive number of steps; ``n = 1`` gives ``δ``, ``n ≥ T`` the Monte Carlo-like limit.
+
+    Returns:
+        ``(..., T)``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int; got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be at least 1; got {n}")
+    deltas = td_residuals(rewards, values, next_values, terminated, gamma=gamma, check_finite=check_finite)
+    g = _check_coefficient("gamma", gamma, deltas, check_finite=False)
+    _check_inputs({"rewards": rewards}, {"truncated": truncated}, check_finite=False)
+    carry_on = (g * _continues(terminated, truncated, deltas.dtype)).expand_as(deltas)
+    n_steps = deltas.shape[-1]
+    total = deltas.clone()
+    weight = torch.ones_like(deltas)
+    for shift in range(1, min(n, n_steps)):
+        # weight[t] = Π_{j<shift} γ(1 − done_{t+j}); it multiplies δ_{t+shift}
+        weight = weight[..., : n_steps - shift] * carry_on[..., shift - 1 : n_steps - 1]
+        total[..., : n_steps - shift] += weight * deltas[..., shift:]
+    return total
+
+
+def discounted_returns(
+    rewards: Tensor,
+    terminated: Tensor,
+    truncated: Tensor | None = None,
+    *,
+    gamma: Coefficient,
+    check_finite: bool = True,
+) -> Tensor:
+    """Monte Carlo returns ``G_t = r_t + γ·(1 − done_t)·G_{t+1}``, with ``G = r`` at the last step.
+
+    No bootstrap: a truncated episode's return simply stops (use :func:`lambda_returns` with
+    ``lam=1`` to bootstrap from the critic instead).
+
+    Args:
+        rewards: floating ``(..., T)``.
+        terminated, truncated: bool ``(..., T)``.
+        gamma: float in [0, 1] or tensor broadcastable to ``(...)``.
+
+    Returns:
+        ``(..., T)``.
+    """
+    ref = _check_inputs({"rewards": rewards}, {"terminated": terminated, "truncated": truncated}, check_finite)
+    g = _check_coefficient("gamma", gamma, ref, check_finite)
+    decay = (g * _continues(terminated, truncated, rewards.dtype)).expand_as(rewards)
+    return _reverse_linear_scan(rewards, decay)
+
+
+def lambda_returns(
+    rewards: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor | None = None,
+    *,
+    gamma: Coefficient,
+    lam: Coefficient,
+    check_finite: bool = True,
+) -> Tensor:
+    """The λ-return by its own recursion, ``G^λ_t = r_t + γ(1 − terminated_t)[(1 − λ)V(s_{t+1}) + λG^λ_{t+1}]``.
+
+    At an episode end (or the last step) the bracket is just ``V(s_{t+1})``. It needs no
+    ``values``: it is the critic's regression target. Whenever ``next_values[t] == values[t+1]``
+    inside an episode (as in any real rollout) it equals ``advantages + values`` from
+    :func:`gae`, the identity chapter 4 proves.
+
+    Args:
+        rewards, next_values: floating ``(..., T)``.
+        terminated, truncated: bool ``(..., T)``.
+        gamma, lam: floats in [0, 1] or tensors broadcastable to ``(...)``.
+
+    Returns:
+        ``(..., T)``.
+    """
+    ref = _check_inputs(
+        {"rewards": rewards, "next_values": next_values},
+        {"terminated": terminated, "truncated": truncated},
+        check_finite,
+    )
+    g = _check_coefficient("gamma", gamma, ref, check_finite)
+    lam_ = _check_coefficient("lam", lam, ref, check_finite)
+    alive = (~terminated).to(rewards.dtype)
+    cont = _continues(terminated, truncated, rewards.dtype)
+    cont[..., -1] = 0  # the rollout's last step bootstraps fully from next_values
+    # G_t = [r_t + γ·alive·(1 − λ·cont)·V_{t+1}] + [γλ·cont]·G_{t+1}   (cont implies alive)
+    base = rewards + g * alive * (1 - lam_ * cont) * next_values
+    return _reverse_linear_scan(base, (g * lam_ * cont).expand_as(rewards))

@@ -27,6 +27,8 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from gaebook.scan import reverse_linear_scan
+
 __all__ = [
     "discounted_returns",
     "gae",
@@ -149,16 +151,6 @@ def td_residuals(
     return rewards + g * next_values * ~terminated - values
 
 
-def _reverse_linear_scan(deltas: Tensor, decay: Tensor) -> Tensor:
-    """Solve ``x_t = deltas_t + decay_t · x_{t+1}`` backwards in time, with ``x_T = 0``."""
-    out = torch.empty_like(deltas)
-    carry = torch.zeros_like(deltas[..., 0])
-    for t in range(deltas.shape[-1] - 1, -1, -1):
-        carry = torch.addcmul(deltas[..., t], decay[..., t], carry)
-        out[..., t] = carry
-    return out
-
-
 def gae(
     rewards: Tensor,
     values: Tensor,
@@ -205,12 +197,12 @@ def gae(
     deltas = rewards + g * next_values * ~terminated - values
     decay = (g * lam_) * _continues(terminated, truncated, deltas.dtype)
     if mask is None:
-        advantages = _reverse_linear_scan(deltas, decay.expand_as(deltas))
+        advantages = reverse_linear_scan(deltas, decay.expand_as(deltas))
         return advantages, advantages + values
     # A masked position contributes nothing (δ = 0) and passes the trace on unchanged (decay 1).
     deltas = deltas * mask
     decay = torch.where(mask, decay, torch.ones((), dtype=deltas.dtype, device=deltas.device))
-    advantages = _reverse_linear_scan(deltas, decay) * mask
+    advantages = reverse_linear_scan(deltas, decay) * mask
     return advantages, (advantages + values) * mask
 
 
@@ -378,7 +370,7 @@ def discounted_returns(
     ref = _check_inputs({"rewards": rewards}, {"terminated": terminated, "truncated": truncated}, check_finite)
     g = _check_coefficient("gamma", gamma, ref, check_finite)
     decay = (g * _continues(terminated, truncated, rewards.dtype)).expand_as(rewards)
-    return _reverse_linear_scan(rewards, decay)
+    return reverse_linear_scan(rewards, decay)
 
 
 def lambda_returns(
@@ -418,4 +410,4 @@ def lambda_returns(
     cont[..., -1] = 0  # the rollout's last step bootstraps fully from next_values
     # G_t = [r_t + γ·alive·(1 − λ·cont)·V_{t+1}] + [γλ·cont]·G_{t+1}   (cont implies alive)
     base = rewards + g * alive * (1 - lam_ * cont) * next_values
-    return _reverse_linear_scan(base, (g * lam_ * cont).expand_as(rewards))
+    return reverse_linear_scan(base, (g * lam_ * cont).expand_as(rewards))

@@ -82,7 +82,9 @@ def _check_inputs(
             )
         if x.device != ref.device:
             raise ValueError(f"{name} is on {x.device} but {ref_name} is on {ref.device}")
-    if check_finite:
+    # One cheap pass and one sync: a sum is finite unless an input holds NaN/inf (or the sum
+    # overflows, which the per-input check below then clears).
+    if check_finite and not bool(torch.isfinite(sum(x.sum() for x in present.values()))):
         for name, x in present.items():
             if not bool(torch.isfinite(x).all()):
                 raise ValueError(f"{name} contains NaN or inf (pass check_finite=False to skip this check)")
@@ -122,6 +124,11 @@ def _continues(terminated: Tensor, truncated: Tensor | None, dtype: torch.dtype)
     return (~done).to(dtype)
 
 
+def _add_scaled(x: Tensor, c: Coefficient, y: Tensor) -> Tensor:
+    """``x + c·y`` in place in ``x``, for a float or a tensor ``c``."""
+    return x.add_(y, alpha=c) if isinstance(c, float) else x.addcmul_(c, y)
+
+
 def td_residuals(
     rewards: Tensor,
     values: Tensor,
@@ -148,7 +155,7 @@ def td_residuals(
         check_finite,
     )
     g = _check_coefficient("gamma", gamma, ref, check_finite)
-    return rewards + g * next_values * ~terminated - values
+    return _add_scaled(rewards - values, g, next_values.masked_fill(terminated, 0))
 
 
 def gae(
@@ -194,16 +201,21 @@ def gae(
     )
     g = _check_coefficient("gamma", gamma, ref, check_finite)
     lam_ = _check_coefficient("lam", lam, ref, check_finite)
-    deltas = rewards + g * next_values * ~terminated - values
-    decay = (g * lam_) * _continues(terminated, truncated, deltas.dtype)
+    # δ_t = r_t − V(s_t) + γ·V(s_{t+1}), with V(s_{t+1}) = 0 after termination
+    deltas = _add_scaled(rewards - values, g, next_values.masked_fill(terminated, 0))
+    done = terminated if truncated is None else terminated | truncated
+    trace = g * lam_
+    if isinstance(trace, float):  # γλ·(1 − done_t)
+        decay = torch.full_like(deltas, trace).masked_fill_(done, 0)
+    else:
+        decay = trace.expand_as(deltas).masked_fill(done, 0)
     if mask is None:
-        advantages = reverse_linear_scan(deltas, decay.expand_as(deltas))
+        advantages = reverse_linear_scan(deltas, decay)
         return advantages, advantages + values
     # A masked position contributes nothing (δ = 0) and passes the trace on unchanged (decay 1).
-    deltas = deltas * mask
-    decay = torch.where(mask, decay, torch.ones((), dtype=deltas.dtype, device=deltas.device))
-    advantages = reverse_linear_scan(deltas, decay) * mask
-    return advantages, (advantages + values) * mask
+    skipped = ~mask
+    advantages = reverse_linear_scan(deltas.masked_fill_(skipped, 0), decay.masked_fill_(skipped, 1))
+    return advantages.masked_fill_(skipped, 0), (advantages + values).masked_fill_(skipped, 0)
 
 
 def gae_reference(

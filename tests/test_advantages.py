@@ -255,6 +255,12 @@ def test_inputs_on_two_devices_are_rejected():
         call(gamma=torch.ones(2, device="meta"), check_finite=False)
 
 
+def test_huge_finite_inputs_are_not_mistaken_for_inf():
+    big = torch.full((2, 5), 3e38)  # finite, but their sum overflows float32
+    adv, _ = call(rewards=big, values=torch.zeros(2, 5), next_values=torch.zeros(2, 5), lam=0.0)
+    torch.testing.assert_close(adv, big)
+
+
 def test_check_finite_false_skips_the_value_checks():
     adv, _ = call(rewards=torch.full((2, 5), math.nan), check_finite=False)
     assert bool(torch.isnan(adv).any())

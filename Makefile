@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test,bench]"
 	touch $(STAMP)
 
 # Executes every notebook; any warning, broken reference or cell error fails the build.

@@ -1,0 +1,101 @@
+"""GAE as other libraries write it, transcribed for side-by-side comparison.
+
+These are the loops a reader meets in the wild. The book and ``benchmarks/gae_kernels.py``
+run them on the same data as :func:`gaebook.gae` to show that the results agree and to
+measure the cost of a Python loop over time. Each keeps its library's layout and conventions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["cleanrl_gae", "discount_cumsum", "masked_token_gae", "sb3_gae"]
+
+
+def sb3_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    episode_starts: np.ndarray,
+    last_values: np.ndarray,
+    dones: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stable-Baselines3's ``RolloutBuffer.compute_returns_and_advantage`` (NumPy, time-major).
+
+    All arrays are ``(T, N)`` except ``last_values`` and ``dones`` (``(N,)``, the state after the
+    last step). ``episode_starts[t]`` marks that ``s_t`` began an episode, so step ``t`` ended one
+    when ``episode_starts[t + 1]`` is set. SB3 has no truncation flag: it folds the time-limit
+    bootstrap ``γ·V(final observation)`` into the reward while collecting.
+    """
+    buffer_size = rewards.shape[0]
+    advantages = np.zeros_like(rewards)
+    last_gae_lam = 0
+    for step in reversed(range(buffer_size)):
+        if step == buffer_size - 1:
+            next_non_terminal = 1.0 - dones.astype(np.float32)
+            next_values = last_values
+        else:
+            next_non_terminal = 1.0 - episode_starts[step + 1]
+            next_values = values[step + 1]
+        delta = rewards[step] + gamma * next_values * next_non_terminal - values[step]
+        last_gae_lam = delta + gamma * gae_lambda * next_non_terminal * last_gae_lam
+        advantages[step] = last_gae_lam
+    return advantages, advantages + values
+
+
+def cleanrl_gae(
+    rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor, gamma: float, gae_lambda: float
+) -> tuple[Tensor, Tensor]:
+    """CleanRL ``ppo.py``'s loop: time-major ``(T, N)`` tensors, ``dones[t]`` marks that ``s_t`` began an episode.
+
+    ``next_value`` and ``next_done`` are ``(N,)`` for the state after the last step.
+    """
+    num_steps = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = 0
+    for t in reversed(range(num_steps)):
+        if t == num_steps - 1:
+            nextnonterminal = 1.0 - next_done
+            nextvalues = next_value
+        else:
+            nextnonterminal = 1.0 - dones[t + 1]
+            nextvalues = values[t + 1]
+        delta = rewards[t] + gamma * nextvalues * nextnonterminal - values[t]
+        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
+    return advantages, advantages + values
+
+
+def masked_token_gae(
+    token_level_rewards: Tensor, values: Tensor, response_mask: Tensor, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """The verl/TRL token loop for multi-turn rollouts: ``(B, L)``, batch first.
+
+    Masked tokens (``response_mask`` 0, a float tensor) are skipped: the trace and the next value
+    pass over them. Entries at masked tokens are left as the loop leaves them (callers mask them).
+    """
+    nextvalues = 0
+    lastgaelam = 0
+    advantages_reversed = []
+    gen_len = token_level_rewards.shape[-1]
+    for t in reversed(range(gen_len)):
+        delta = token_level_rewards[:, t] + gamma * nextvalues - values[:, t]
+        lastgaelam_ = delta + gamma * lam * lastgaelam
+        nextvalues = values[:, t] * response_mask[:, t] + (1 - response_mask[:, t]) * nextvalues
+        lastgaelam = lastgaelam_ * response_mask[:, t] + (1 - response_mask[:, t]) * lastgaelam
+        advantages_reversed.append(lastgaelam)
+    advantages = torch.stack(advantages_reversed[::-1], dim=1)
+    return advantages, advantages + values
+
+
+def discount_cumsum(x: np.ndarray, discount: float) -> np.ndarray:
+    """Spinning Up's ``core.discount_cumsum`` along the last axis: an IIR filter, no episode ends.
+
+    ``y_t = x_t + discount · y_{t+1}``; GAE is ``discount_cumsum(deltas, γλ)`` for one trajectory.
+    Needs SciPy.
+    """
+    import scipy.signal  # an optional dependency: only this comparison uses it
+
+    return scipy.signal.lfilter([1], [1, float(-discount)], x[..., ::-1], axis=-1)[..., ::-1]

@@ -15,7 +15,7 @@ NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 
 
 def toc_files() -> list[str]:
-    return [TOC["root"]] + [entry["file"] for entry in TOC["chapters"]]
+    return [TOC["root"]] + [entry["file"] for part in TOC["parts"] for entry in part["chapters"]]
 
 
 def install_cell() -> str:

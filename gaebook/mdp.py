@@ -163,19 +163,27 @@ class TabularMDP:
         if time_limit is not None and (not isinstance(time_limit, int) or time_limit < 1):
             raise ValueError(f"time_limit must be a positive int or None; got {time_limit!r}")
         device = self.transitions.device
-        policy = policy.detach()
+        # Inverse-CDF sampling: one uniform per draw, compared with cumulative probabilities.
+        # All uniforms are drawn up front, so each step costs a few whole-batch tensor ops.
+        policy_cdf = policy.detach().cumsum(-1)
+        transition_cdf = self.transitions.cumsum(-1)
+        start_cdf = self.start.cumsum(-1)
+        uniforms = torch.rand(n_steps + 1, 3, n_envs, generator=generator, dtype=policy_cdf.dtype, device=device)
 
-        def reset(n: int) -> Tensor:
-            return torch.multinomial(self.start.expand(n, -1), 1, generator=generator).squeeze(-1)
+        def draw(cdf: Tensor, u: Tensor) -> Tensor:
+            """Index of the first entry of each row of ``cdf`` that reaches ``u``."""
+            return (cdf < u.unsqueeze(-1)).sum(-1).clamp_max(cdf.shape[-1] - 1)
 
-        state = reset(n_envs) if start_states is None else start_states.to(device)
+        n_start = start_cdf.expand(n_envs, -1)
+        state = draw(n_start, uniforms[-1, 0]) if start_states is None else start_states.to(device)
         age = torch.zeros(n_envs, dtype=torch.long, device=device)
         fields: dict[str, list[Tensor]] = {k: [] for k in Rollout.__dataclass_fields__}
         for t in range(n_steps):
-            action = torch.multinomial(policy[state], 1, generator=generator).squeeze(-1)
+            u_action, u_next, u_reset = uniforms[t]
+            action = draw(policy_cdf[state], u_action)
             if t == 0 and first_actions is not None:
                 action = first_actions.to(device)
-            next_state = torch.multinomial(self.transitions[state, action], 1, generator=generator).squeeze(-1)
+            next_state = draw(transition_cdf[state, action], u_next)
             age += 1
             terminated = self.terminal[next_state]
             truncated = ~terminated & (age >= (time_limit or n_steps + 1))
@@ -185,7 +193,7 @@ class TabularMDP:
             ):
                 fields[key].append(value)
             done = terminated | truncated
-            state = torch.where(done, reset(n_envs), next_state)
+            state = torch.where(done, draw(n_start, u_reset), next_state)
             age = torch.where(done, 0, age)
         return Rollout(**{k: torch.stack(v, dim=-1) for k, v in fields.items()})
 

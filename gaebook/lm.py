@@ -41,12 +41,17 @@ class CharTokenizer:
         return [self.BOS] * bos + [self._ids[c] for c in text] + [self.EOS] * eos
 
     def decode(self, ids: Sequence[int] | Tensor, *, stop_at_eos: bool = True) -> str:
+        """The text of ``ids``, up to the first EOS; other special tokens are written by name.
+
+        A response such as ``1 <pad> 9`` decodes to ``"1<pad>9"``, never to ``"19"``: silently
+        dropping stray special tokens would let a policy earn an exact-match reward with a token
+        sequence that is not the answer.
+        """
         out = []
         for i in ids.tolist() if isinstance(ids, Tensor) else ids:
             if i == self.EOS and stop_at_eos:
                 break
-            if i >= len(self._specials):
-                out.append(self.alphabet[i - len(self._specials)])
+            out.append(self.token_name(i))
         return "".join(out)
 
     def token_name(self, i: int) -> str:

@@ -17,6 +17,7 @@ episode bootstraps from. :class:`gaebook.cartpole.CartPole` is one;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import torch
@@ -168,11 +169,14 @@ def train(
     *,
     generator: torch.Generator,
     progress: bool = True,
+    stop: Callable[[int], bool] | None = None,
 ) -> History:
     """Train ``agent`` with PPO-GAE on ``env`` for ``config.total_steps`` steps per agent.
 
     ``env`` must hold ``config.n_envs`` environments for each of the agent's ``G`` agents.
-    Returns the :class:`History` of the run.
+    ``stop``, if given, is called after every iteration with the number of iterations done and
+    ends training early when it returns ``True`` (to measure time to solve, say). Returns the
+    :class:`History` of the run, one column per iteration done.
     """
     obs = env.reset()
     n_agents = agent.n_agents
@@ -255,8 +259,10 @@ def train(
         columns["episode_return"].append(finished_sum / finished_count)  # NaN when no episode ended
         if progress and iteration % 10 == 0:
             bar.set_postfix(ret=f"{columns['episode_return'][-1].nanmean().item():.1f}")
+        if stop is not None and stop(iteration + 1):
+            break
 
-    env_steps = torch.arange(1, config.n_iterations + 1) * batch
+    env_steps = torch.arange(1, len(columns["episode_return"]) + 1) * batch
     return History(env_steps=env_steps, **{k: torch.stack(v, dim=1).cpu() for k, v in columns.items()})
 
 

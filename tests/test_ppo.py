@@ -143,3 +143,11 @@ def test_ppo_improves_a_gymnasium_cartpole_policy():
     assert history.episode_return.shape == (1, config.n_iterations)
     assert history.env_steps[-1].item() == config.total_steps
     assert after > 2 * before, (before, after)
+
+
+def test_stop_ends_training_early():
+    env = GymnasiumVectorEnv("CartPole-v1", 2, seed=0)
+    agent = ActorCritic(4, n_actions=2, generator=gen())
+    config = PPOConfig(n_envs=2, n_steps=16, total_steps=2 * 16 * 10, n_minibatches=2)
+    history = train(env, agent, config, generator=gen(1), progress=False, stop=lambda done: done == 3)
+    assert history.episode_return.shape == (1, 3) and history.env_steps.tolist() == [32, 64, 96]

@@ -1,0 +1,278 @@
+"""Tests of gaebook.cartpole: step-by-step parity with Gymnasium's CartPole-v1, autoreset, shapes, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from gaebook.cartpole import CartPole
+
+THETA_MAX = 12 * 2 * math.pi / 360
+
+
+def make_env(batch_shape: tuple[int, ...], seed: int = 0, dtype: torch.dtype = torch.float32) -> CartPole:
+    return CartPole(batch_shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def controller(state: torch.Tensor) -> torch.Tensor:
+    """Push towards where the pole is falling: keeps CartPole up for 500 steps from these seeds."""
+    return (state[..., 2] + 0.5 * state[..., 3] > 0).long()
+
+
+def gym_envs(seeds: list[int]) -> list:
+    envs = [gym.make("CartPole-v1") for _ in seeds]
+    for env, seed in zip(envs, seeds):
+        env.reset(seed=seed)
+    return envs
+
+
+def gym_states(envs: list, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(np.stack([env.unwrapped.state for env in envs]), dtype=dtype)
+
+
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-5), (torch.float32, 1e-4)])
+def test_random_actions_match_gymnasium_step_by_step(dtype, atol):
+    """Several gym envs against one batched env, random actions, through many episodes of each."""
+    seeds = [0, 1, 2, 3, 4, 5]
+    envs = gym_envs(seeds)
+    env = make_env((len(seeds),), dtype=dtype)
+    env.reset()
+    env.state = gym_states(envs, dtype)  # start from Gymnasium's initial states
+    g = torch.Generator().manual_seed(123)
+    episodes = [0] * len(seeds)
+    for _ in range(400):
+        actions = torch.randint(0, 2, (len(seeds),), generator=g)
+        next_obs, rewards, terminated, truncated, final_obs = env.step(actions)
+        assert rewards.dtype == final_obs.dtype == next_obs.dtype == dtype
+        g_steps = [genv.step(int(a)) for genv, a in zip(envs, actions)]
+        torch.testing.assert_close(final_obs, gym_states(envs, dtype), atol=atol, rtol=0)
+        g_obs = torch.tensor(np.stack([step[0] for step in g_steps]), dtype=dtype)  # gym's float32 observations
+        torch.testing.assert_close(final_obs, g_obs, atol=atol, rtol=0)
+        assert terminated.tolist() == [step[2] for step in g_steps]
+        assert truncated.tolist() == [step[3] for step in g_steps]
+        assert rewards.tolist() == [step[1] for step in g_steps] == [1.0] * len(seeds)
+        restarted = [i for i, step in enumerate(g_steps) if step[2] or step[3]]
+        for i in restarted:
+            episodes[i] += 1
+            envs[i].reset()
+        # Where an episode ended, continue from Gymnasium's new initial state instead of ours.
+        if restarted:
+            state = env.state.clone()
+            state[restarted] = gym_states([envs[i] for i in restarted], dtype)
+            env.state = state
+    assert min(episodes) >= 5  # every env went through several episodes, all terminated
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_truncation_at_step_500_matches_gymnasium(dtype):
+    """A controller that keeps the pole up: truncated exactly on step 500, as Gymnasium's TimeLimit says."""
+    seeds = [1, 2, 3, 5]
+    envs = gym_envs(seeds)
+    env = make_env((len(seeds),), dtype=dtype)
+    env.reset()
+    env.state = gym_states(envs, dtype)
+    for t in range(1, 501):
+        # Each env follows the controller on its own state (open-loop replay would amplify
+        # rounding differences: this bang-bang controller chatters around the upright position).
+        next_obs, rewards, terminated, truncated, final_obs = env.step(controller(env.state))
+        g_flags = [genv.step(int(controller(gym_states([genv], torch.float64))[0]))[2:4] for genv in envs]
+        assert g_flags == [(False, t == 500)] * len(seeds)
+        assert not terminated.any()
+        assert bool((truncated == (t == 500)).all())
+        if dtype == torch.float64:  # float32 drifts from Gymnasium's float64 trajectory over 500 steps
+            torch.testing.assert_close(final_obs, gym_states(envs, dtype), atol=1e-5, rtol=0)
+    assert bool((env.elapsed_steps == 0).all())
+    assert bool((next_obs.abs() <= 0.05).all()) and not torch.equal(next_obs, final_obs)
+
+
+def test_each_edge_of_the_track_and_each_side_of_the_pole_terminates_as_in_gymnasium():
+    states = [
+        [2.39, 1.0, 0.0, 0.0],  # leaves the track on the right
+        [-2.39, -1.0, 0.0, 0.0],  # ... on the left
+        [2.39, -1.0, 0.0, 0.0],  # near an edge, moving back: goes on
+        [-2.39, 1.0, 0.0, 0.0],
+        [0.0, 0.0, 0.2, 1.0],  # the pole falls to the right
+        [0.0, 0.0, -0.2, -1.0],  # ... to the left
+        [0.0, 0.0, 0.2, -1.0],  # near the limit, swinging back: goes on
+        [0.0, 0.0, -0.2, 1.0],
+    ]
+    env = make_env((len(states),), dtype=torch.float64)
+    env.reset()
+    env.state = torch.tensor(states, dtype=torch.float64)
+    _, _, terminated, truncated, final_obs = env.step(torch.tensor([1, 0] * (len(states) // 2)))
+    assert terminated.tolist() == [True, True, False, False] * 2
+    assert not truncated.any()
+    for i, state in enumerate(states):
+        genv = gym.make("CartPole-v1")
+        genv.reset(seed=0)
+        genv.unwrapped.state = np.array(state)
+        assert genv.step(int(i % 2 == 0))[2] == bool(terminated[i])
+        torch.testing.assert_close(final_obs[i], torch.tensor(genv.unwrapped.state), atol=1e-12, rtol=0)
+
+
+def test_termination_on_step_500_is_not_a_truncation():
+    """The one deliberate difference in flags: Gymnasium's TimeLimit would say both."""
+    genv = gym.make("CartPole-v1")
+    genv.reset(seed=0)
+    genv.unwrapped.state = np.array([2.39, 1.0, 0.0, 0.0])
+    genv._elapsed_steps = 499
+    assert genv.step(1)[2:4] == (True, True)
+
+    env = make_env((2,), dtype=torch.float64)
+    env.reset()
+    env.state = torch.tensor([[2.39, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    env.elapsed_steps = torch.tensor([499, 499])
+    _, _, terminated, truncated, _ = env.step(torch.tensor([1, 1]))
+    assert terminated.tolist() == [True, False]
+    assert truncated.tolist() == [False, True]
+
+
+def test_initial_states_are_uniform_in_the_box():
+    obs = make_env((20_000,), seed=1).reset()
+    assert obs.shape == (20_000, 4)
+    assert bool((obs.abs() <= 0.05).all())
+    assert bool((obs.amin(0) < -0.0495).all()) and bool((obs.amax(0) > 0.0495).all())
+    torch.testing.assert_close(obs.mean(0), torch.zeros(4), atol=2e-3, rtol=0)
+    torch.testing.assert_close(obs.std(0), torch.full((4,), 0.1 / math.sqrt(12)), atol=5e-4, rtol=0)
+
+
+def test_autoreset_returns_fresh_states_and_final_observations():
+    env = make_env((256,), seed=2)
+    env.reset()
+    g = torch.Generator().manual_seed(0)
+    n_terminated = n_truncated = 0
+    for t in range(120):
+        if t == 60:  # bring half the envs to the brink of the time limit
+            env.elapsed_steps = torch.where(torch.arange(256) % 2 == 0, 499, env.elapsed_steps)
+        elapsed = env.elapsed_steps.clone()
+        next_obs, rewards, terminated, truncated, final_obs = env.step(torch.randint(0, 2, (256,), generator=g))
+        done = terminated | truncated
+        assert not (terminated & truncated).any()
+        # Where the episode goes on, the two observations agree and the counter ticks.
+        assert torch.equal(next_obs[~done], final_obs[~done])
+        assert torch.equal(env.elapsed_steps, torch.where(done, 0, elapsed + 1))
+        # Where it ended, next_obs is a fresh initial state and final_obs the state the step reached.
+        assert bool((next_obs[done].abs() <= 0.05).all())
+        assert not (next_obs[done] == final_obs[done]).all(-1).any()
+        x, theta = final_obs[..., 0], final_obs[..., 2]
+        assert torch.equal(terminated, (x.abs() > 2.4) | (theta.abs() > THETA_MAX))
+        assert torch.equal(truncated, (elapsed + 1 >= 500) & ~terminated)
+        assert torch.equal(env.state, next_obs)
+        assert bool((rewards == 1).all())
+        n_terminated += int(terminated.sum())
+        n_truncated += int(truncated.sum())
+    assert n_terminated > 500 and n_truncated > 50  # both kinds of episode end were exercised
+
+
+def test_returned_observations_do_not_alias_the_state():
+    env = make_env((3,))
+    obs = env.reset()
+    obs += 100.0
+    assert bool((env.state.abs() <= 0.05).all())
+    next_obs = env.step(torch.ones(3, dtype=torch.long))[0]
+    next_obs += 100.0
+    assert bool((env.state.abs() < 1).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batch_shapes_are_independent_copies(dtype):
+    env = make_env((3, 5), dtype=dtype)
+    flat = make_env((15,), dtype=dtype)
+    obs = env.reset()
+    flat.reset()
+    assert obs.shape == (3, 5, 4) and obs.dtype == dtype
+    flat.state = obs.reshape(15, 4)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        actions = torch.randint(0, 2, (3, 5), generator=g)
+        next_obs, rewards, terminated, truncated, final_obs = env.step(actions)
+        assert next_obs.shape == final_obs.shape == (3, 5, 4)
+        assert rewards.shape == terminated.shape == truncated.shape == (3, 5)
+        assert rewards.dtype == dtype and terminated.dtype == truncated.dtype == torch.bool
+        _, _, flat_terminated, flat_truncated, flat_final = flat.step(actions.reshape(15))
+        torch.testing.assert_close(final_obs.reshape(15, 4), flat_final)
+        assert torch.equal(terminated.reshape(15), flat_terminated)
+        assert torch.equal(truncated.reshape(15), flat_truncated)
+        flat.state = next_obs.reshape(15, 4)  # keep the resets in step (they draw differently shaped noise)
+        flat.elapsed_steps = env.elapsed_steps.reshape(15)
+
+
+def test_a_single_unbatched_env():
+    env = make_env(())
+    assert env.reset().shape == (4,)
+    next_obs, rewards, terminated, truncated, final_obs = env.step(torch.tensor(1))
+    assert next_obs.shape == final_obs.shape == (4,) and rewards.shape == terminated.shape == ()
+
+
+def test_same_seed_same_episodes_other_seed_other_episodes():
+    def run(seed: int) -> list[torch.Tensor]:
+        env = make_env((4, 8), seed=seed)
+        out = [env.reset()]
+        g = torch.Generator().manual_seed(7)
+        for _ in range(50):
+            out.extend(env.step(torch.randint(0, 2, (4, 8), generator=g)))
+        return out
+
+    a, b, c = run(0), run(0), run(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+
+
+def test_bad_input_raises_clear_errors():
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(TypeError, match="batch_shape"):
+        CartPole(64, generator=g)
+    with pytest.raises(TypeError, match="batch_shape"):
+        CartPole([64], generator=g)
+    with pytest.raises(TypeError, match="batch_shape"):
+        CartPole((2.0,), generator=g)
+    with pytest.raises(ValueError, match="batch_shape"):
+        CartPole((4, 0), generator=g)
+    with pytest.raises(TypeError, match="generator"):
+        CartPole((4,), generator=0)
+    with pytest.raises(ValueError, match="generator"):
+        CartPole((4,), generator=g, device="meta")
+    with pytest.raises(TypeError, match="dtype"):
+        CartPole((4,), generator=g, dtype=torch.long)
+
+    env = CartPole((2, 3), generator=g)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(torch.zeros(2, 3, dtype=torch.long))
+    env.reset()
+    with pytest.raises(TypeError, match="actions"):
+        env.step([[0, 1, 0], [1, 0, 1]])
+    with pytest.raises(TypeError, match="actions"):
+        env.step(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="actions"):
+        env.step(torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="actions must have shape"):
+        env.step(torch.zeros(6, dtype=torch.long))
+    with pytest.raises(ValueError, match="actions must be on device"):
+        env.step(torch.zeros(2, 3, dtype=torch.long, device="meta"))
+    for bad in (2, -1):
+        with pytest.raises(ValueError, match="actions must be 0"):
+            env.step(torch.full((2, 3), bad))
+    state = env.state.clone()
+    env.step(torch.full((2, 3), 2), check_actions=False)  # unchecked: no error, no sync
+    assert not torch.equal(env.state, state)
+
+
+def host_syncs(env: CartPole, actions: torch.Tensor, check_actions: bool) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            env.step(actions, check_actions=check_actions)
+    return {e.name for e in prof.events()} & {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero"}
+
+
+def test_step_does_not_synchronise_without_the_action_check():
+    env = make_env((16,))
+    env.reset()
+    env.elapsed_steps = torch.full((16,), 499)  # make the reset branch run too
+    actions = torch.ones(16, dtype=torch.long)
+    assert host_syncs(env, actions, check_actions=False) == set()
+    assert "aten::item" in host_syncs(env, actions, check_actions=True)  # the profiler does see syncs

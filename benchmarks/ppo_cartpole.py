@@ -1,0 +1,360 @@
+"""How fast does gaebook's PPO solve CartPole-v1? Side by side with Stable-Baselines3, in one run.
+
+    python benchmarks/ppo_cartpole.py              # seeds 0-4 (several minutes on 2 CPU cores)
+    python benchmarks/ppo_cartpole.py --quick      # seeds 0-1, a smoke run
+    python benchmarks/ppo_cartpole.py --seeds 10   # seeds 0-9
+
+Two PPO implementations, each seed run by both in turn on the same machine:
+  * gaebook  `gaebook.ppo.train` on `gaebook.cartpole.CartPole`, CartPole-v1 as a batch of torch
+             tensors; hyperparameters chosen for wall time to solve (see GAEBOOK below);
+  * sb3      Stable-Baselines3's PPO on Gymnasium's `CartPole-v1` (`make_vec_env`, 8 envs) with the
+             rl-baselines3-zoo hyperparameters for CartPole-v1 (see SB3_ZOO below).
+"Solved" means a greedy evaluation over 100 episodes (the first episode of 100 fresh environments,
+at most 500 steps each) scores a mean return of at least 475. Both are evaluated the same way,
+every ~1024 env steps (every k iterations / rollouts) and after their last iteration, and stop at the
+first evaluation that solves. The stopwatch is paused during evaluations, so *time to solve* is
+training time only (building the env and the agent included); *steps to solve* counts env steps
+per run at that evaluation. A seed that does not solve within its 1e5 env steps is marked `-`,
+with its full training time. After every run its final policy is also scored, untimed, on the
+other side's environment (informational: the two CartPoles should agree).
+The targets of the project are checked at the end; the exit code says whether they hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from gaebook.cartpole import CartPole
+from gaebook.networks import ActorCritic
+from gaebook.ppo import PPOConfig, evaluate, train
+
+SOLVED = 475.0  # CartPole-v1's reward threshold
+EVAL_EPISODES = 100
+MAX_EPISODE_STEPS = 500
+MAX_ENV_STEPS = 100_000
+EVAL_EVERY = 1024  # env steps between evaluations, rounded to whole iterations (rollouts)
+SPEEDUP, SOLVE_FRACTION = 6.0, 0.8  # targets: <= 1/6 of SB3's median time, in >= 4 of 5 seeds
+
+# gaebook: the zoo's gamma, lambda and ent_coef, but 32 envs of 16 steps (512 steps per
+# iteration, in one minibatch), 10 epochs at twice the zoo's learning rate, and one trunk shared
+# by actor and critic. Why: with networks this small every torch op costs microseconds whatever
+# its size, so wall time is set by the number of ops, not of flops. A step of 32 envs costs
+# about what a step of 8 does, and a shared trunk halves the layers a gradient step goes through.
+# Tuned on seeds 100-111 and checked on 200-215 (none of the seeds benchmarked here): it solved
+# all 28, in a median 14k env steps; unshared networks needed about 2.5x the update time.
+GAEBOOK = PPOConfig(
+    n_envs=32, n_steps=16, total_steps=MAX_ENV_STEPS, gamma=0.98, lam=0.8, lr=2e-3, anneal_lr=True,
+    n_epochs=10, n_minibatches=1, clip_coef=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+)
+GAEBOOK_NET = dict(hidden=64, shared=True)
+
+
+def linear_schedule(initial: float):
+    """The zoo's ``lin_<value>``: ``progress_remaining`` runs from 1 to 0 over training."""
+    return lambda progress_remaining: progress_remaining * initial
+
+
+# rl-baselines3-zoo, hyperparams/ppo.yml, CartPole-v1 (policy MlpPolicy, SB3 defaults otherwise:
+# 64x64 tanh, separate actor and critic, vf_coef 0.5, max_grad_norm 0.5, normalised advantages)
+SB3_ZOO = dict(
+    n_envs=8, n_timesteps=MAX_ENV_STEPS,
+    kwargs=dict(
+        n_steps=32, batch_size=256, gamma=0.98, gae_lambda=0.8, n_epochs=20, ent_coef=0.0,
+        learning_rate=linear_schedule(1e-3), clip_range=linear_schedule(0.2),
+    ),
+)
+
+
+class Stopwatch:
+    """Wall time that runs from creation, except while paused."""
+
+    def __init__(self) -> None:
+        self._total, self._since = 0.0, time.perf_counter()
+
+    def pause(self) -> None:
+        self._total += time.perf_counter() - self._since
+        self._since = None
+
+    def resume(self) -> None:
+        self._since = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return self._total + (0.0 if self._since is None else time.perf_counter() - self._since)
+
+
+@dataclass
+class Run:
+    solved: bool = False
+    time: float = math.nan  # training seconds until solved (or until the end, if never)
+    steps: int = 0  # env steps at that point
+    iterations: int = 0
+    evals: int = 0
+    score: float = math.nan  # mean greedy return of the last evaluation
+    cross: float = math.nan  # final policy on the other side's environment (untimed)
+    eval_time: float = 0.0  # seconds spent evaluating (excluded from `time`)
+
+
+def eval_period(batch: int) -> int:
+    return max(1, round(EVAL_EVERY / batch))
+
+
+def gymnasium_greedy_score(policy, seed: int, envs: gym.vector.VectorEnv) -> float:
+    """Mean return of the first episode of each of Gymnasium's ``CartPole-v1`` copies in ``envs``.
+
+    ``policy`` maps observations ``(n, 4)`` (NumPy) to actions ``(n,)``. An episode ends at
+    termination or at the 500-step limit; the steps after a copy's first episode are not counted.
+    """
+    obs, _ = envs.reset(seed=seed)
+    total = np.zeros(envs.num_envs)
+    running = np.ones(envs.num_envs, dtype=bool)
+    for _ in range(MAX_EPISODE_STEPS):
+        obs, rewards, terminated, truncated, _ = envs.step(policy(obs))
+        total += rewards * running
+        running &= ~(terminated | truncated)
+        if not running.any():
+            break
+    return float(total.mean())
+
+
+class TorchPolicy:
+    """A greedy SB3 policy behind ``act``, so :func:`gaebook.ppo.evaluate` can run it on ``CartPole``."""
+
+    def __init__(self, model: PPO) -> None:
+        self.model = model
+
+    def act(self, obs: torch.Tensor, *, generator: torch.Generator, greedy: bool = True):
+        actions, _ = self.model.predict(obs[0].numpy(), deterministic=True)
+        return torch.as_tensor(actions, dtype=torch.long).unsqueeze(0), None, None
+
+
+# --- gaebook ---------------------------------------------------------------------------------------
+
+
+def run_gaebook(seed: int, eval_envs: gym.vector.VectorEnv) -> Run:
+    cfg, run = GAEBOOK, Run()
+    batch, every = cfg.n_envs * cfg.n_steps, eval_period(cfg.n_envs * cfg.n_steps)
+    eval_gen = torch.Generator().manual_seed(10_000 + seed)
+    watch = Stopwatch()
+    gen = torch.Generator().manual_seed(seed)
+    env = CartPole((1, cfg.n_envs), generator=gen)
+    agent = ActorCritic(CartPole.observation_size, n_actions=CartPole.n_actions, generator=gen, **GAEBOOK_NET)
+
+    def stop(iteration: int) -> bool:
+        run.iterations, run.steps = iteration, iteration * batch
+        if iteration % every and iteration != cfg.n_iterations:
+            return False
+        watch.pause()
+        start = time.perf_counter()
+        eval_env = CartPole((1, EVAL_EPISODES), generator=eval_gen)
+        run.score = evaluate(eval_env, agent, max_steps=MAX_EPISODE_STEPS, generator=eval_gen).mean().item()
+        run.evals += 1
+        run.eval_time += time.perf_counter() - start
+        run.solved = run.score >= SOLVED
+        if not run.solved:
+            watch.resume()
+        return run.solved
+
+    train(env, agent, cfg, generator=gen, progress=False, stop=stop)
+    run.time = watch.elapsed
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        actions, _, _ = agent.act(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0), generator=gen, greedy=True)
+        return actions.squeeze(0).numpy()
+
+    run.cross = gymnasium_greedy_score(policy, 20_000 + seed, eval_envs)
+    return run
+
+
+# --- Stable-Baselines3 -----------------------------------------------------------------------------
+
+
+class SolveCallback(BaseCallback):
+    """Evaluate every ``every`` rollouts, after the update, and stop at the first that solves.
+
+    SB3 calls ``on_rollout_start`` at the start of every rollout, after the previous update; the
+    update after the last rollout is followed by ``on_training_end`` only.
+    """
+
+    def __init__(self, run: Run, watch: Stopwatch, every: int, seed: int, eval_envs: gym.vector.VectorEnv) -> None:
+        super().__init__()
+        self.run, self.watch, self.every, self.seed, self.eval_envs = run, watch, every, seed, eval_envs
+        self.rollouts = 0
+        self.evaluated = 0
+
+    def _check(self, iterations: int) -> None:
+        self.watch.pause()
+        start = time.perf_counter()
+        self.run.iterations, self.run.steps = iterations, self.model.num_timesteps
+        policy = lambda obs: self.model.predict(obs, deterministic=True)[0]  # noqa: E731
+        self.run.score = gymnasium_greedy_score(policy, 10_000 + 1000 * self.seed + self.run.evals, self.eval_envs)
+        self.run.evals += 1
+        self.evaluated = iterations
+        self.run.eval_time += time.perf_counter() - start
+        self.run.solved = self.run.score >= SOLVED
+        if not self.run.solved:
+            self.watch.resume()
+
+    def _on_rollout_start(self) -> None:
+        done = self.rollouts  # updates done so far
+        self.rollouts += 1
+        if done and done % self.every == 0:
+            self._check(done)
+
+    def _on_step(self) -> bool:
+        return not self.run.solved  # False ends training, at the first step after the solving evaluation
+
+    def _on_training_end(self) -> None:
+        if not self.run.solved and self.evaluated != self.rollouts:
+            self._check(self.rollouts)
+
+
+def run_sb3(seed: int, eval_envs: gym.vector.VectorEnv) -> Run:
+    run = Run()
+    watch = Stopwatch()
+    env = make_vec_env("CartPole-v1", n_envs=SB3_ZOO["n_envs"], seed=seed)
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **SB3_ZOO["kwargs"])
+    every = eval_period(SB3_ZOO["n_envs"] * model.n_steps)
+    callback = SolveCallback(run, watch, every, seed, eval_envs)
+    model.learn(total_timesteps=SB3_ZOO["n_timesteps"], callback=callback)
+    if not run.solved:
+        watch.pause()
+    run.time = watch.elapsed
+    env.close()
+    eval_gen = torch.Generator().manual_seed(20_000 + seed)
+    eval_env = CartPole((1, EVAL_EPISODES), generator=eval_gen)
+    run.cross = evaluate(eval_env, TorchPolicy(model), max_steps=MAX_EPISODE_STEPS, generator=eval_gen).mean().item()
+    return run
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def warm_up(eval_envs: gym.vector.VectorEnv) -> None:
+    """Pay torch's and SB3's one-time costs (lazy imports, first backward) before any stopwatch runs."""
+    gen = torch.Generator().manual_seed(0)
+    cfg = PPOConfig(n_envs=8, n_steps=16, total_steps=256, n_minibatches=2)
+    agent = ActorCritic(4, n_actions=2, generator=gen)
+    train(CartPole((1, 8), generator=gen), agent, cfg, generator=gen, progress=False)
+    evaluate(CartPole((1, 8), generator=gen), agent, max_steps=50, generator=gen)
+    model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=0), n_steps=32, batch_size=128, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=512)
+    gymnasium_greedy_score(lambda obs: model.predict(obs, deterministic=True)[0], 0, eval_envs)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def fmt_run(run: Run) -> str:
+    mark = " " if run.solved else "-"
+    return f"{run.time:>7.2f}{mark}{run.steps:>8}{run.iterations:>6}{run.evals:>6}{run.score:>7.1f}{run.cross:>7.1f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5, help="run seeds 0 .. N-1 (default 5)")
+    parser.add_argument("--quick", action="store_true", help="seeds 0 and 1 only, a smoke run")
+    args = parser.parse_args()
+    n_seeds = 2 if args.quick else args.seeds
+    if n_seeds < 1:
+        parser.error("--seeds must be at least 1")
+
+    # One thread for both: the networks are 4-64-64-2 MLPs on batches of at most a few hundred
+    # rows, so every op takes microseconds and intra-op threads only add synchronisation overhead
+    # (and, on a shared machine, compete with other processes: SB3 at 2 threads ran several times
+    # slower per update than at 1 here). One thread is also SB3's fastest setting, so the
+    # comparison does not handicap it.
+    torch.set_num_threads(1)
+    eval_envs = gym.make_vec("CartPole-v1", num_envs=EVAL_EPISODES, vectorization_mode="sync")
+    started = time.perf_counter()
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} thread, {torch.get_num_interop_threads()} interop), "
+        f"stable-baselines3 {stable_baselines3.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}, "
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
+    g = GAEBOOK
+    print(
+        f"gaebook: {g.n_envs} envs x {g.n_steps} steps, {g.n_epochs} epochs x {g.n_minibatches} minibatch, "
+        f"gamma {g.gamma}, lambda {g.lam}, lr {g.lr} annealed over {g.total_steps} steps, ent_coef {g.ent_coef}, "
+        f"hidden {GAEBOOK_NET['hidden']}, shared trunk {GAEBOOK_NET['shared']}, eval every {eval_period(g.n_envs * g.n_steps)} iterations"
+    )
+    z = SB3_ZOO["kwargs"]
+    print(
+        f"sb3 (zoo): {SB3_ZOO['n_envs']} envs x {z['n_steps']} steps, {z['n_epochs']} epochs, batch {z['batch_size']}, "
+        f"gamma {z['gamma']}, lambda {z['gae_lambda']}, lr lin_1e-3, clip lin_0.2, ent_coef {z['ent_coef']}, "
+        f"{SB3_ZOO['n_timesteps']} steps, eval every {eval_period(SB3_ZOO['n_envs'] * z['n_steps'])} rollouts"
+    )
+    print(f"solved: greedy mean >= {SOLVED} over {EVAL_EPISODES} episodes; time in s (training only), '-' = not solved")
+    warm_up(eval_envs)
+
+    cols = f"{'time':>8}{'steps':>8}{'iters':>6}{'evals':>6}{'score':>7}{'cross':>7}"
+    print(f"\n{'':>4}  {'gaebook':^40}  {'sb3':^40}")
+    print(f"{'seed':>4}  {cols}  {cols}  {'sb3/gaebook':>11}")
+    runs: dict[str, list[Run]] = {"gaebook": [], "sb3": []}
+    for seed in range(n_seeds):  # interleaved, so both see the same machine load
+        ours = run_gaebook(seed, eval_envs)
+        theirs = run_sb3(seed, eval_envs)
+        runs["gaebook"].append(ours)
+        runs["sb3"].append(theirs)
+        print(f"{seed:>4}  {fmt_run(ours)}  {fmt_run(theirs)}  {theirs.time / ours.time:>10.1f}x", flush=True)
+
+    summary = {}
+    print("\nover solved seeds:  solved   median time   median steps   median us/step   eval time (excluded)")
+    for name, rs in runs.items():
+        solved = [r for r in rs if r.solved]
+        summary[name] = {
+            "solved": len(solved),
+            "time": median([r.time for r in solved]),
+            "steps": median([r.steps for r in solved]),
+            "max_steps": max((r.steps for r in solved), default=0),
+        }
+        us = median([1e6 * r.time / r.steps for r in solved])
+        print(
+            f"  {name:<16}{len(solved):>4}/{len(rs)}{summary[name]['time']:>12.2f} s{summary[name]['steps']:>13.0f}"
+            f"{us:>15.1f}{sum(r.eval_time for r in rs):>17.1f} s"
+        )
+    ours, theirs = summary["gaebook"], summary["sb3"]
+    sb3_time = theirs["time"]
+    if theirs["solved"] == 0:  # a lower bound on SB3's time to solve: it never got there
+        sb3_time = median([r.time for r in runs["sb3"]])
+        print("  (sb3 solved no seed: its median full training time stands in, a lower bound)")
+    speedup = sb3_time / ours["time"]
+    print(f"ratio sb3 / gaebook: median time {speedup:.1f}x, median steps {theirs['steps'] / ours['steps']:.2f}x")
+
+    need = math.ceil(SOLVE_FRACTION * n_seeds)
+    checks = [
+        (f"gaebook solves in >= {need} of {n_seeds} seeds: {ours['solved']}", ours["solved"] >= need),
+        (
+            f"gaebook solves within <= {MAX_ENV_STEPS} env steps: at most {ours['max_steps']}",
+            GAEBOOK.total_steps <= MAX_ENV_STEPS and ours["max_steps"] <= MAX_ENV_STEPS,
+        ),
+        (f"gaebook median time <= 1/{SPEEDUP:g} of sb3's: {speedup:.1f}x faster", speedup >= SPEEDUP),
+    ]
+    print("\ntargets")
+    for text, ok in checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {text}")
+    failed = sum(not ok for _, ok in checks)
+    print(f"{len(checks) - failed} of {len(checks)} targets met")
+    print(f"total wall time {time.perf_counter() - started:.0f} s, load average now {os.getloadavg()[0]:.2f}")
+    eval_envs.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,8 +3,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(wildcard book/*.ipynb)
+# The browser tests drive Debian's Chromium; the fonts let its screenshots show the Chinese quoted
+# from the seeds and the emoji of the execution table as a reader's browser does.
+BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book test unit notebooks clean
+.PHONY: book student browser browser-deps test unit notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -13,10 +17,29 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test,bench]"
 	touch $(STAMP)
 
-# Executes every notebook; any warning, broken reference or cell error fails the build.
+# Executes every notebook (the cache is emptied first); any warning, broken reference or cell error
+# fails the build.
 book: $(STAMP)
-	rm -rf _build/html _build/.doctrees
+	rm -rf _build/html _build/.doctrees _build/.jupyter_cache
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+
+# The student edition: notebooks without solutions, and the site with solutions hidden, built from
+# the cache of the last `make book` (or executing the notebooks if there is none); then the browser
+# tests check that no page shows a solution.
+student: $(STAMP) browser-deps
+	rm -rf _build/student
+	$(BIN)/python tools/student.py notebooks _build/student/notebooks
+	$(BIN)/python tools/student.py site _build/student/html
+	$(BIN)/pytest -p no:cacheprovider site_tests --site _build/student/html --student
+
+browser-deps:
+	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES); }
+
+# Every page of the built book (`make book` first) in headless Chromium; screenshots in _build/screenshots.
+browser: $(STAMP) browser-deps
+	$(BIN)/pytest -p no:cacheprovider site_tests
 
 unit: $(STAMP)
 	$(BIN)/pytest tests
@@ -24,7 +47,7 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
-test: unit notebooks book
+test: unit notebooks book browser
 
 clean:
 	rm -rf _build $(VENV)

@@ -1,0 +1,188 @@
+"""Every page of the table of contents, as a reader's browser shows it.
+
+Run after a build: ``make browser`` (``_build/html``), or ``--site _build/student/html --student``
+for the student edition, whose pages must show the exercises but no solutions.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from functools import cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import nbformat
+import pytest
+import yaml
+from playwright.sync_api import expect
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+# Every page of the table of contents, as its source path without suffix (book/04_mathematics).
+PAGES = [TOC["root"]] + [entry["file"] for part in TOC["parts"] for entry in part["chapters"]]
+NOTEBOOK_PAGES = [entry for entry in PAGES if (ROOT / f"{entry}.ipynb").exists()]
+
+# What is left of TeX that MathJax did not typeset, in the text a reader sees (code excluded).
+RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$")
+# tqdm's progress bars are the one thing a chapter may print to stderr (see the common notebook style).
+PROGRESS_BAR = re.compile(r"^[^|]*\d+%\|[^|]*\|\s*\d+/\d+ \[[^\]]*\]$")
+# Every page includes sphinx-thebe's inline configuration twice (as it does togglebutton's); the
+# second copy redeclares a constant and throws. Thebe is not enabled in this book, so nothing uses it.
+KNOWN_THEME_ERROR = "Identifier 'THEBE_JS_URL' has already been declared"
+
+
+def html_path(entry: str) -> str:
+    return f"{entry}.html"
+
+
+@cache
+def ids_in(file: Path) -> frozenset[str]:
+    return frozenset(html.unescape(i) for i in re.findall(r'\bid="([^"]*)"', file.read_text(encoding="utf-8")))
+
+
+def directives(entry: str, kind: str) -> int:
+    """How many ``{kind}`` directives the page's notebook source holds."""
+    nb = nbformat.read(ROOT / f"{entry}.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    return len(re.findall(rf"^ {{0,3}}(?:`{{3,}}|:{{3,}})\{{{kind}\}}", text, re.MULTILINE))
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_screenshot(entry, open_page, screenshots):
+    loaded = open_page(html_path(entry))
+    target = screenshots / f"{Path(entry).name}.png"
+    loaded.page.screenshot(path=target, full_page=True)
+    assert target.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_math_is_typeset(entry, open_page):
+    page = open_page(html_path(entry)).page
+    math = page.evaluate(
+        """() => ({
+            total: document.querySelectorAll(".math").length,
+            typeset: document.querySelectorAll(".math mjx-container").length,
+            errors: [...document.querySelectorAll("mjx-merror")]
+                .map(e => e.getAttribute("data-mjx-error") || e.textContent),
+        })"""
+    )
+    missing = math["total"] - math["typeset"]
+    assert missing == 0, f"{missing} of {math['total']} formulas not typeset"
+    assert not math["errors"], f"TeX errors: {math['errors']}"
+    visible_text = page.evaluate(
+        """() => {
+            const body = document.body.cloneNode(true);
+            body.querySelectorAll("pre, code, script, style, mjx-container, .highlight").forEach(e => e.remove());
+            return body.textContent;
+        }"""
+    )
+    leftovers = sorted({m.group(0)[:60] for m in RAW_TEX.finditer(visible_text)})
+    assert not leftovers, f"raw TeX in the page: {leftovers}"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_every_image_loads(entry, open_page):
+    page = open_page(html_path(entry)).page
+    broken = page.evaluate(
+        "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+    )
+    assert not broken, f"images that did not load: {broken}"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_no_error_output(entry, open_page):
+    page = open_page(html_path(entry)).page
+    outputs = page.evaluate(
+        """() => [...document.querySelectorAll(".cell_output .output")]
+            .filter(o => o.classList.contains("stderr") ||
+                    (o.classList.contains("traceback") && !o.closest(".tag_raises-exception")))
+            .map(o => ({kind: o.classList.contains("stderr") ? "stderr" : "traceback", text: o.innerText}))"""
+    )
+    tracebacks = [o["text"][-500:] for o in outputs if o["kind"] == "traceback"]
+    assert not tracebacks, f"a cell failed (only cells tagged raises-exception may): {tracebacks}"
+    stderr = [line for o in outputs if o["kind"] == "stderr" for line in o["text"].splitlines() if line.strip()]
+    unexpected = [line for line in stderr if not PROGRESS_BAR.match(line.strip())]
+    assert not unexpected, f"stderr output that is not a progress bar: {unexpected[:10]}"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_no_script_error_and_nothing_from_the_network(entry, open_page):
+    loaded = open_page(html_path(entry))
+    assert [e for e in loaded.errors if KNOWN_THEME_ERROR not in e] == []
+    assert loaded.blocked == [], "the page needs more than MathJax from the network"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_every_internal_link_resolves(entry, open_page, base_url, site):
+    page = open_page(html_path(entry)).page
+    hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+    broken = []
+    for href in {h for h in hrefs if h.startswith(base_url)}:
+        parts = urlsplit(href)
+        path = unquote(parts.path).lstrip("/")
+        target = site / path / "index.html" if not path or path.endswith("/") else site / path
+        if not target.is_file():
+            broken.append(href)
+        elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in ids_in(target):
+            broken.append(href)
+    assert not broken, f"links to nothing: {sorted(broken)}"
+
+
+@pytest.mark.parametrize("entry", NOTEBOOK_PAGES)
+def test_launch_buttons_open_this_notebook_in_colab_and_binder(entry, open_page):
+    page = open_page(html_path(entry)).page
+    repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    branch = CONFIG["repository"]["branch"]
+    expected = {
+        "Colab": f"{CONFIG['launch_buttons']['colab_url']}/github/{repo}/blob/{branch}/{entry}.ipynb",
+        "Binder": f"{CONFIG['launch_buttons']['binderhub_url']}/v2/gh/{repo}/{branch}?urlpath=tree/{entry}.ipynb",
+    }
+    page.click("button[aria-label='Launch interactive content']")
+    for service, url in expected.items():
+        link = page.locator(".dropdown-launch-buttons a", has_text=service)
+        expect(link).to_be_visible()
+        expect(link).to_have_attribute("href", url)
+    page.keyboard.press("Escape")
+
+
+@pytest.mark.parametrize("entry", NOTEBOOK_PAGES)
+def test_exercises_and_their_solutions_are_on_the_page(entry, open_page, student, site):
+    page = open_page(html_path(entry)).page
+    exercises = page.locator(".exercise.admonition")
+    solutions = page.locator(".solution.admonition")
+    assert exercises.count() == directives(entry, "exercise") > 0
+    if student:
+        assert solutions.count() == 0, "the student site shows solutions"
+        download = (site / "_sources" / f"{entry}.ipynb").read_text(encoding="utf-8")
+        assert "{exercise}" in download and "{solution" not in download, "the download button gives the solutions"
+        return
+    assert solutions.count() == directives(entry, "solution") + directives(entry, "solution-start")
+    first = solutions.first
+    body = first.locator(":scope > :not(.admonition-title)").first
+    assert not body.is_visible(), "solutions must be hidden until the reader opens them"
+    first.locator(".admonition-title").click()
+    expect(body).to_be_visible()
+
+
+def test_search_finds_lambda(open_page):
+    page = open_page("search.html?q=lambda").page
+    page.wait_for_selector("#search-results ul.search li", timeout=30_000)
+    found = page.evaluate("() => [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href)")
+    assert any("04_mathematics" in href for href in found), found
+
+
+def test_the_landing_page_leads_to_every_page(new_page, base_url):
+    page = new_page().page
+    page.goto(base_url)
+    page.wait_for_url(f"{base_url}{html_path(PAGES[0])}")
+    nav = page.locator("nav.bd-docs-nav a")
+    linked = nav.evaluate_all("links => links.map(a => a.href)")
+    missing = [entry for entry in PAGES[1:] if f"{base_url}{html_path(entry)}" not in linked]
+    assert not missing, f"the navigation has no link to {missing}"
+    for entry in PAGES[1:]:
+        nav.nth(linked.index(f"{base_url}{html_path(entry)}")).click()
+        page.wait_for_url(f"{base_url}{html_path(entry)}")
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        page.go_back()

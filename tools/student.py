@@ -1,0 +1,189 @@
+"""The student edition: the book's notebooks and site without the solutions to the exercises.
+
+``python tools/student.py notebooks OUT`` writes every notebook of ``book/`` to ``OUT`` with its
+solutions removed: each ``{solution}`` directive (backtick or colon fence, of any length, nested
+code blocks included) and everything between ``{solution-start}`` and ``{solution-end}``, code
+cells too. The exercises stay.
+
+``python tools/student.py site OUT`` builds the HTML site into ``OUT`` from ``_config.yml`` with
+one change, sphinx-exercise's ``hide_solutions``, and strips the notebooks that its download
+buttons give. It executes the notebooks through the jupyter-cache of ``make book``
+(``_build/.jupyter_cache``), so after a book build it reuses those outputs and executes nothing;
+otherwise it executes them and fills the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "_build" / ".jupyter_cache"
+
+# A fence opens with 3+ backticks or colons, indented by at most 3 spaces (CommonMark, MyST).
+_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|:{3,})\s*(?P<info>.*?)\s*$")
+_DIRECTIVE = re.compile(r"^\{(?P<name>[^}\s]+)\}")
+
+
+@dataclass
+class _Fence:
+    char: str
+    length: int
+    name: str | None  # the directive's name; None for a code block
+
+    def closed_by(self, line: str) -> bool:
+        stripped = line.strip()
+        return (
+            len(line) - len(line.lstrip(" ")) <= 3
+            and len(stripped) >= self.length
+            and set(stripped) == {self.char}
+        )
+
+
+def _open_fence(line: str) -> _Fence | None:
+    match = _OPEN.match(line)
+    if match is None:
+        return None
+    fence, info = match["fence"], match["info"]
+    if fence[0] == "`" and "`" in info:  # not a fence: an inline code span such as ```x```
+        return None
+    directive = _DIRECTIVE.match(info)
+    if fence[0] == ":" and directive is None:  # a colon fence is always a directive
+        return None
+    return _Fence(fence[0], len(fence), directive["name"] if directive else None)
+
+
+def _strip_text(text: str, gated: bool, where: str) -> tuple[str, bool]:
+    """Remove solutions from one markdown cell.
+
+    ``gated`` says whether the cell starts inside a ``{solution-start}`` … ``{solution-end}``
+    region; the second result says whether it ends inside one. A cell without solutions comes
+    back unchanged.
+    """
+    kept: list[str] = []
+    stack: list[_Fence] = []  # the open fences, innermost last
+    dropping_from: int | None = None  # depth of the {solution} fence being removed
+    dropped_any = after_drop = False
+    for line in text.split("\n"):
+        if stack and stack[-1].closed_by(line):
+            closed = stack.pop()
+            if dropping_from == len(stack):
+                dropping_from, dropped_any, after_drop = None, True, True
+                continue
+            if closed.name == "solution-end":
+                if not gated:
+                    raise ValueError(f"{where}: {{solution-end}} without {{solution-start}}")
+                gated, dropped_any, after_drop = False, True, True
+                continue
+        elif not (stack and stack[-1].name is None) and (fence := _open_fence(line)) is not None:
+            stack.append(fence)
+            if fence.name == "solution" and dropping_from is None and not gated:
+                dropping_from = len(stack) - 1
+            elif fence.name == "solution-start":
+                if gated:
+                    raise ValueError(f"{where}: {{solution-start}} inside another solution")
+                gated = True
+        if dropping_from is not None or gated:
+            dropped_any = True
+            continue
+        if after_drop and not line.strip() and (not kept or not kept[-1].strip()):
+            continue  # a blank line after a removed block, where one already separates
+        after_drop = False
+        kept.append(line)
+    if stack:
+        raise ValueError(f"{where}: a fence opened with {stack[-1].char * stack[-1].length} is never closed")
+    if not dropped_any:
+        return text, gated
+    return "\n".join(kept).strip("\n"), gated
+
+
+def strip_solutions(notebook: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+    """A copy of ``notebook`` without its solutions; ``name`` is used in error messages.
+
+    Raises:
+        ValueError: if a fence is never closed or ``{solution-start}``/``{solution-end}`` do not
+            pair up, since the student copy could then leak a solution or lose an exercise.
+    """
+    if not isinstance(notebook, nbformat.NotebookNode):
+        raise TypeError(f"notebook must be an nbformat.NotebookNode, got {type(notebook).__name__}")
+    student = copy.deepcopy(notebook)
+    cells = []
+    gated = False
+    for index, cell in enumerate(student.cells):
+        if cell.cell_type != "markdown":
+            if not gated:
+                cells.append(cell)
+            continue
+        text, gated = _strip_text(cell.source, gated, f"{name}, cell {index}")
+        if text.strip():
+            cell.source = text
+            cells.append(cell)
+    if gated:
+        raise ValueError(f"{name}: {{solution-start}} without {{solution-end}}")
+    student.cells = cells
+    return student
+
+
+def write_student_notebooks(source: Path, out: Path) -> list[Path]:
+    """Write each ``*.ipynb`` of ``source`` without solutions to ``out``; return the written paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(source.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        target = out / path.name
+        nbformat.write(strip_solutions(notebook, path.name), target)
+        written.append(target)
+    return written
+
+
+def build_student_site(out: Path) -> int:
+    """Build the site with hidden solutions into ``out`` (warnings are errors); return Sphinx's status.
+
+    The notebooks that the pages' download buttons give (``out/_sources``) lose their solutions too.
+    """
+    from jupyter_book.sphinx import build_sphinx
+
+    result = build_sphinx(
+        ROOT,
+        out,
+        noconfig=True,
+        path_config=str(ROOT / "_config.yml"),
+        confoverrides={
+            "external_toc_path": (ROOT / "_toc.yml").as_posix(),
+            "latex_individualpages": False,
+            "nitpicky": True,
+            "hide_solutions": True,
+            "nb_execution_mode": "cache",
+            "nb_execution_cache_path": str(CACHE),
+        },
+        builder="html",
+        warningiserror=True,
+        keep_going=True,
+    )
+    if isinstance(result, Exception) or result:
+        return 1
+    for source in sorted((out / "_sources").rglob("*.ipynb")):
+        nbformat.write(strip_solutions(nbformat.read(source, as_version=4), source.name), source)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["notebooks", "site"])
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    if args.what == "notebooks":
+        for path in write_student_notebooks(ROOT / "book", args.out):
+            print(path)
+        return 0
+    return build_student_site(args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

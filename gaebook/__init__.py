@@ -1,7 +1,8 @@
 """gaebook: the library behind *GAE: From Theory to Practice*.
 
 The advantage estimators are re-exported here; the other modules are imported by name
-(``gaebook.mdp``, ``gaebook.lm``, ``gaebook.tasks``, ``gaebook.plotting``).
+(``gaebook.mdp``, ``gaebook.lm``, ``gaebook.token_mdp``, ``gaebook.lm_ppo``, ``gaebook.tasks``,
+``gaebook.plotting``).
 """
 
 from gaebook.advantages import (

@@ -9,6 +9,15 @@ from gaebook.lm import CharTokenizer, TinyGPT, pretrain, sample
 from gaebook.tasks import ADDITION_ALPHABET, addition_problems, exact_match_reward
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def tok() -> CharTokenizer:
     return CharTokenizer(ADDITION_ALPHABET)
@@ -45,7 +54,8 @@ def test_sample_log_probs_match_a_teacher_forced_pass(model, tok):
     full = torch.cat([prompts, s.tokens], dim=1)
     logp = torch.log_softmax(model(full[:, :-1]), -1)[:, prompts.shape[1] - 1 :]
     forced = logp.gather(-1, s.tokens.unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(s.log_probs, forced.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(s.log_probs[s.mask], forced.detach()[s.mask], rtol=1e-5, atol=1e-5)
+    assert (s.log_probs[~s.mask] == 0).all() and (s.tokens[~s.mask] == tok.PAD).all()
 
 
 def test_mask_covers_up_to_and_including_the_first_eos(model, tok):
@@ -86,3 +96,130 @@ def test_addition_problems_and_reward():
     torch.testing.assert_close(reward, torch.tensor([1.0, 0.0]))
     with pytest.raises(ValueError, match="differ in length"):
         exact_match_reward(["1"], [])
+
+
+# --- KV cache, left padding, truncation, teacher-forced log-probs, the critic ---------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from gaebook.lm import KVCache, ValueModel, frozen_copy, response_values, sequence_log_probs  # noqa: E402
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**16), temperature=st.sampled_from([0.7, 1.0, 3.0]))
+def test_cached_sampling_equals_uncached_sampling(seed, temperature):
+    tok = CharTokenizer(ADDITION_ALPHABET)
+    torch.manual_seed(seed)
+    model = TinyGPT(tok.vocab_size, max_len=16, d_model=32, n_layers=2, n_heads=2)
+    prompts = tok.batch(["1+1=", "12+34=", "7="], eos=False, pad="left")
+    a, b = (
+        sample(model, prompts, max_new_tokens=8, generator=torch.Generator().manual_seed(seed),
+               temperature=temperature, use_cache=use_cache)
+        for use_cache in (True, False)
+    )
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.mask, b.mask)
+    torch.testing.assert_close(a.log_probs, b.log_probs, rtol=1e-5, atol=1e-5)
+
+
+def test_left_padding_is_invisible(model, tok):
+    texts = ["1+1=", "12+34=", "7="]
+    padded = tok.batch(texts, eos=False, pad="left")
+    assert padded[2, :3].tolist() == [tok.PAD] * 3 and (padded[:, -1] == tok.encode("=")[0]).all()
+    responses = torch.tensor([[4, 5, tok.EOS], [6, tok.EOS, tok.PAD], [7, 8, 9]])
+    logp, entropy = sequence_log_probs(model, padded, responses)
+    for i, text in enumerate(texts):
+        alone, ent_alone = sequence_log_probs(model, tok.batch([text], eos=False), responses[i : i + 1])
+        torch.testing.assert_close(logp[i], alone[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(entropy[i], ent_alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_sequence_log_probs_match_sampling_with_padding_and_temperature(model, tok):
+    prompts = tok.batch(["1+1=", "12+34=", "7=", "40+9="], eos=False, pad="left")
+    s = sample(model, prompts, max_new_tokens=6, generator=torch.Generator().manual_seed(3), temperature=1.7)
+    logp, entropy = sequence_log_probs(model, prompts, s.tokens, temperature=1.7)
+    torch.testing.assert_close(logp[s.mask], s.log_probs[s.mask], rtol=1e-5, atol=1e-5)
+    assert (entropy >= 0).all() and (entropy <= torch.log(torch.tensor(tok.vocab_size)) + 1e-5).all()
+
+
+def test_eos_truncation_and_lengths(model, tok):
+    prompts = tok.batch(["1+1="] * 128, eos=False)
+    s = sample(model, prompts, max_new_tokens=4, generator=torch.Generator().manual_seed(0), temperature=2.0)
+    has_eos = (s.tokens == tok.EOS).any(1)
+    assert s.truncated.any() and has_eos.any(), "the test needs both kinds of responses"
+    torch.testing.assert_close(s.truncated, ~has_eos)
+    assert s.mask[s.truncated].all()  # a truncated response is valid to its last token
+    first_eos = (s.tokens == tok.EOS).int().argmax(1)
+    torch.testing.assert_close(s.lengths[has_eos], first_eos[has_eos] + 1)
+    assert (s.tokens[~s.mask] == tok.PAD).all()
+
+
+def test_sampling_stops_when_every_row_has_ended(model, tok):
+    with torch.no_grad():  # every hidden state becomes the ones vector, and only EOS has a logit
+        model.ln.weight.zero_()
+        model.ln.bias.fill_(1.0)
+        model.head.weight.zero_()
+        model.head.weight[tok.EOS] = 1.0
+    s = sample(model, tok.batch(["1+1="] * 3, eos=False), max_new_tokens=6, generator=torch.Generator().manual_seed(0))
+    assert s.tokens.shape == (3, 6) and s.tokens[:, 0].tolist() == [tok.EOS] * 3
+    assert s.lengths.tolist() == [1, 1, 1] and not s.truncated.any()
+
+
+def test_greedy_sampling_takes_the_argmax(model, tok):
+    prompt = tok.batch(["12+3="], eos=False)
+    s = sample(model, prompt, max_new_tokens=6, generator=torch.Generator().manual_seed(0), greedy=True)
+    seq = prompt
+    for _ in range(6):
+        seq = torch.cat([seq, model(seq)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    expected = seq[0, prompt.shape[1] :]
+    n = int(s.lengths[0])
+    assert s.tokens[0, :n].tolist() == expected[:n].tolist()
+
+
+def test_cache_reads_in_pieces_like_one_pass(model, tok):
+    x = tok.batch(["12+34=56"])
+    cache = KVCache(model, 1, x.shape[1])
+    pieces = [model(x[:, :5], cache=cache)] + [model(x[:, i : i + 1], cache=cache) for i in range(5, x.shape[1])]
+    torch.testing.assert_close(torch.cat(pieces, 1), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_value_model_starts_at_zero_and_copies_the_trunk(model, tok):
+    critic = ValueModel.from_policy(model)
+    prompts = tok.batch(["1+1=", "3="], eos=False, pad="left")
+    responses = torch.tensor([[4, tok.EOS], [5, 6]])
+    values = response_values(critic, prompts, responses)
+    assert values.shape == (2, 2) and (values == 0).all()
+    torch.testing.assert_close(critic.trunk.hidden(prompts), model.hidden(prompts))
+    assert not hasattr(critic.trunk, "head")
+    with torch.no_grad():
+        critic.value_head.bias.fill_(1.0)
+    assert (response_values(critic, prompts, responses) == 1).all()
+    # the value at column t reads the state before token t: changing token t leaves it alone
+    changed = responses.clone()
+    changed[:, 1] = 7
+    torch.testing.assert_close(response_values(critic, prompts, changed), response_values(critic, prompts, responses))
+
+
+def test_frozen_copy(model):
+    ref = frozen_copy(model)
+    assert not any(p.requires_grad for p in ref.parameters()) and not ref.training
+    assert all(p.requires_grad for p in model.parameters())
+    with torch.no_grad():
+        model.head.weight.add_(1.0)
+    assert not torch.equal(ref.head.weight, model.head.weight)
+
+
+def test_bad_input_for_the_new_arguments(model, tok):
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="pad must be"):
+        tok.batch(["1"], pad="middle")
+    with pytest.raises(TypeError, match="attention_mask"):
+        model(tok.batch(["1+1="]), attention_mask=torch.ones(1, 6))
+    with pytest.raises(TypeError, match="prompts must be a long tensor"):
+        sample(model, torch.zeros(1, 3), max_new_tokens=2, generator=g)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        sample(model, tok.batch(["1"], eos=False), max_new_tokens=0, generator=g)
+    with pytest.raises(ValueError, match="differ"):
+        sequence_log_probs(model, tok.batch(["1"], eos=False), torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="exceeds max_len"):
+        model(torch.zeros(1, 17, dtype=torch.long))

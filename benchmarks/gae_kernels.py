@@ -6,7 +6,7 @@
 Peers, each on the same data:
   * sb3      Stable-Baselines3's `RolloutBuffer.compute_returns_and_advantage` (a NumPy loop);
   * cleanrl  the torch loop of CleanRL's ppo.py (time-major, `dones` shifted by one);
-  * masked   the TRL/verl token loop that skips masked (observation) tokens; gaebook runs the
+  * masked   verl's token loop that skips masked (observation) tokens; gaebook runs the
              same case with `mask=` and `next_valid_values`;
   * lfilter  Spinning Up's `scipy.signal.lfilter` discounted sum: it cannot see episode ends,
              so it runs on data without any and is reported for reference only;

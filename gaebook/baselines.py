@@ -71,7 +71,7 @@ def cleanrl_gae(
 def masked_token_gae(
     token_level_rewards: Tensor, values: Tensor, response_mask: Tensor, gamma: float, lam: float
 ) -> tuple[Tensor, Tensor]:
-    """The verl/TRL token loop for multi-turn rollouts: ``(B, L)``, batch first.
+    """verl's token loop for multi-turn rollouts: ``(B, L)``, batch first.
 
     Masked tokens (``response_mask`` 0, a float tensor) are skipped: the trace and the next value
     pass over them. Entries at masked tokens are left as the loop leaves them (callers mask them).

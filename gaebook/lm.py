@@ -294,8 +294,8 @@ def pretrain(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     losses = []
     for _ in tqdm(range(steps), desc="pretraining", disable=not progress):
-        idx = torch.randint(len(data), (batch_size,), generator=generator)
-        batch = data[idx].to(device)
+        idx = torch.randint(len(data), (batch_size,), generator=generator, device=generator.device)
+        batch = data[idx.to(data.device)].to(device)
         logits = model(batch[:, :-1])
         loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten(), ignore_index=CharTokenizer.PAD)
         opt.zero_grad()

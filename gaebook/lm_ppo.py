@@ -207,7 +207,7 @@ def _pretrain_critic(
         r = rollout(policy, reference, task, tok, config, generator=generator)
         mask = r.samples.mask
         returns = discounted_returns(r.rewards, torch.zeros_like(mask), gamma=config.gamma, check_finite=False)
-        order = torch.randperm(config.batch_size, generator=generator).to(mask.device)
+        order = torch.randperm(config.batch_size, generator=generator, device=generator.device).to(mask.device)
         for idx in order.chunk(config.n_minibatches):
             values = response_values(critic, r.prompts[idx], r.samples.tokens[idx])
             loss = 0.5 * masked_mean((values - returns[idx]) ** 2, mask[idx])
@@ -288,7 +288,7 @@ def train(
         # 4. update: n_epochs passes over the responses in shuffled minibatches
         sums: dict[str, Tensor] = {}
         for _ in range(config.n_epochs):
-            order = torch.randperm(config.batch_size, generator=generator).to(mask.device)
+            order = torch.randperm(config.batch_size, generator=generator, device=generator.device).to(mask.device)
             for idx in order.chunk(config.n_minibatches):
                 log_probs, entropy = sequence_log_probs(policy, r.prompts[idx], s.tokens[idx],
                                                         temperature=config.temperature)

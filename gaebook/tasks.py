@@ -43,7 +43,7 @@ def addition_problems(n: int, *, max_operand: int = 49, generator: torch.Generat
     """
     if n < 1 or max_operand < 0:
         raise ValueError(f"need n >= 1 and max_operand >= 0; got n={n}, max_operand={max_operand}")
-    a, b = torch.randint(max_operand + 1, (2, n), generator=generator).tolist()
+    a, b = torch.randint(max_operand + 1, (2, n), generator=generator, device=generator.device).tolist()
     return [f"{x}+{y}=" for x, y in zip(a, b)], [str(x + y) for x, y in zip(a, b)]
 
 
@@ -56,7 +56,7 @@ def exact_match_reward(responses: list[str], answers: list[str]) -> Tensor:
 
 def _randint(low: int, high: int, generator: torch.Generator) -> int:
     """One integer drawn uniformly from ``low .. high − 1``."""
-    return int(torch.randint(low, high, (1,), generator=generator))
+    return int(torch.randint(low, high, (1,), generator=generator, device=generator.device))
 
 
 def _check_positive(**values: int) -> None:
@@ -106,7 +106,7 @@ class Task(ABC):
         out = []
         for p in self.prompts(n, generator=generator):
             a = self.answer(p)
-            if float(torch.rand((), generator=generator)) < corruption:
+            if float(torch.rand((), generator=generator, device=generator.device)) < corruption:
                 a = self.corrupt(p, a, generator)
             out.append(p + a)
         return out
@@ -160,7 +160,7 @@ class SortDigits(Task):
 
     def random_prompt(self, generator: torch.Generator) -> str:
         n = _randint(self.min_len, self.max_len + 1, generator)
-        return "".join(map(str, torch.randint(10, (n,), generator=generator).tolist())) + ">"
+        return "".join(map(str, torch.randint(10, (n,), generator=generator, device=generator.device).tolist())) + ">"
 
     def answer(self, prompt: str) -> str:
         return "".join(sorted(prompt[:-1]))
@@ -216,7 +216,7 @@ class Addition(Task):
         self.max_answer_len = len(str(2 * max_operand + 1))
 
     def random_prompt(self, generator: torch.Generator) -> str:
-        a, b = torch.randint(self.max_operand + 1, (2,), generator=generator).tolist()
+        a, b = torch.randint(self.max_operand + 1, (2,), generator=generator, device=generator.device).tolist()
         return f"{a}+{b}="
 
     def answer(self, prompt: str) -> str:

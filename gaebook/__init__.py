@@ -1,8 +1,14 @@
 """gaebook: the library behind *GAE: From Theory to Practice*.
 
-The advantage estimators are re-exported here; the other modules are imported by name
-(``gaebook.mdp``, ``gaebook.lm``, ``gaebook.token_mdp``, ``gaebook.lm_ppo``, ``gaebook.tasks``,
-``gaebook.plotting``).
+The advantage estimators are re-exported here; the other modules are imported by name:
+
+* estimators and their machinery: ``advantages``, ``scan`` (the chunked linear scan),
+  ``baselines`` (other libraries' loops, transcribed for comparison), ``profiling``;
+* reinforcement learning: ``networks`` (actor-critics), ``ppo``, ``mdp`` (exact finite MDPs);
+* environments as batched tensors: ``cartpole``, ``pendulum``, ``catch`` (with ``env_checks``),
+  and ``gym_vector`` (Gymnasium's vector environments);
+* language models: ``lm`` (a tiny transformer), ``token_mdp``, ``lm_ppo``, ``tasks``;
+* ``plotting``: the book's figure helpers.
 """
 
 from gaebook.advantages import (

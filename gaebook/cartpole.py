@@ -39,6 +39,8 @@ import math
 import torch
 from torch import Tensor
 
+from gaebook.env_checks import check_action_tensor, check_batch_args
+
 __all__ = ["CartPole"]
 
 
@@ -90,21 +92,7 @@ class CartPole:
         device: where the tensors live; defaults to the generator's device.
         dtype: floating dtype of states, observations and rewards.
         """
-        if not isinstance(batch_shape, tuple) or not all(
-            isinstance(n, int) and not isinstance(n, bool) for n in batch_shape
-        ):
-            raise TypeError(f"batch_shape must be a tuple of ints, e.g. (64,); got {batch_shape!r}")
-        if any(n < 1 for n in batch_shape):
-            raise ValueError(f"batch_shape must contain positive sizes only; got {batch_shape!r}")
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
-        device = generator.device if device is None else torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if generator.device != device:
-            raise ValueError(f"generator must be on device {device}; it is on {generator.device}")
+        device = check_batch_args(batch_shape, generator, device, dtype)
         self.batch_shape = batch_shape
         self.generator = generator
         self.device = device
@@ -124,14 +112,7 @@ class CartPole:
         return self.state.clone()
 
     def _check_actions(self, actions: Tensor, check_values: bool) -> None:
-        if not isinstance(actions, Tensor):
-            raise TypeError(f"actions must be a torch.Tensor; got {type(actions).__name__}")
-        if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
-            raise TypeError(f"actions must be an integer (long) tensor; got dtype {actions.dtype}")
-        if actions.shape != self.batch_shape:
-            raise ValueError(f"actions must have shape {self.batch_shape} (batch_shape); got {tuple(actions.shape)}")
-        if actions.device != self.device:
-            raise ValueError(f"actions must be on device {self.device}; got {actions.device}")
+        check_action_tensor(actions, self.batch_shape, self.device, discrete=True)
         if check_values and bool(((actions < 0) | (actions >= self.n_actions)).any()):
             raise ValueError("actions must be 0 (push left) or 1 (push right)")
 

@@ -36,6 +36,8 @@ import math
 import torch
 from torch import Tensor
 
+from gaebook.env_checks import check_action_tensor, check_batch_args
+
 __all__ = ["Pendulum", "angle_normalize"]
 
 
@@ -90,23 +92,9 @@ class Pendulum:
         dtype: floating dtype of states, observations and rewards.
         g: gravity in m/s², Gymnasium's ``g`` argument (default 10.0).
         """
-        if not isinstance(batch_shape, tuple) or not all(
-            isinstance(n, int) and not isinstance(n, bool) for n in batch_shape
-        ):
-            raise TypeError(f"batch_shape must be a tuple of ints, e.g. (64,); got {batch_shape!r}")
-        if any(n < 1 for n in batch_shape):
-            raise ValueError(f"batch_shape must contain positive sizes only; got {batch_shape!r}")
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g):
             raise TypeError(f"g must be a finite float; got {g!r}")
-        device = generator.device if device is None else torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if generator.device != device:
-            raise ValueError(f"generator must be on device {device}; it is on {generator.device}")
+        device = check_batch_args(batch_shape, generator, device, dtype)
         self.batch_shape = batch_shape
         self.generator = generator
         self.device = device
@@ -134,15 +122,7 @@ class Pendulum:
         return self.observe(self.state)
 
     def _check_actions(self, actions: Tensor, check_values: bool) -> None:
-        if not isinstance(actions, Tensor):
-            raise TypeError(f"actions must be a torch.Tensor; got {type(actions).__name__}")
-        if not actions.dtype.is_floating_point:
-            raise TypeError(f"actions must be a floating tensor (torques); got dtype {actions.dtype}")
-        expected = (*self.batch_shape, self.action_size)
-        if actions.shape != expected:
-            raise ValueError(f"actions must have shape {expected} (batch_shape + (1,)); got {tuple(actions.shape)}")
-        if actions.device != self.device:
-            raise ValueError(f"actions must be on device {self.device}; got {actions.device}")
+        check_action_tensor(actions, (*self.batch_shape, self.action_size), self.device, discrete=False)
         if check_values and not bool(torch.isfinite(actions).all()):
             raise ValueError("actions must be finite (a NaN or infinite torque would corrupt the state)")
 

@@ -6,7 +6,7 @@ The advantage estimators are re-exported here; the other modules are imported by
   ``baselines`` (other libraries' loops, transcribed for comparison), ``profiling``;
 * reinforcement learning: ``networks`` (actor-critics), ``ppo``, ``mdp`` (exact finite MDPs);
 * environments as batched tensors: ``cartpole``, ``pendulum``, ``catch`` (with ``env_checks``),
-  and ``gym_vector`` (Gymnasium's vector environments);
+  ``gym_vector`` (Gymnasium's vector environments) and ``wrappers`` (reward scaling);
 * language models: ``lm`` (a tiny transformer), ``token_mdp``, ``lm_ppo``, ``tasks``;
 * ``plotting``: the book's figure helpers.
 """

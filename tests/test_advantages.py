@@ -266,6 +266,14 @@ def test_check_finite_false_skips_the_value_checks():
     assert bool(torch.isnan(adv).any())
 
 
+def test_next_values_after_termination_are_ignored_even_if_not_finite():
+    r, v, nv, term, trunc, _ = rollout(3, (2, 50), p_term=0.2)
+    expected = gae_reference(r, v, nv, term, trunc, gamma=0.99, lam=0.95)
+    garbage = nv.masked_fill(term, math.nan)
+    adv, ret = gae(r, v, garbage, term, trunc, gamma=0.99, lam=0.95, check_finite=False)
+    torch.testing.assert_close((adv.double(), ret.double()), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_nstep_rejects_bad_n():
     r, v, nv, term, trunc, _ = rollout(0, (5,))
     with pytest.raises(ValueError, match="n must be at least 1"):

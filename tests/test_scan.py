@@ -35,6 +35,20 @@ def test_scan_on_non_contiguous_inputs_and_leading_dims():
     assert reverse_linear_scan(torch.zeros(2, 0), torch.zeros(2, 0)).shape == (2, 0)
 
 
+def test_inputs_are_kept_unless_overwrite_is_asked_for():
+    g = torch.Generator().manual_seed(1)
+    b, a = torch.randn(3, 100, generator=g), torch.rand(3, 100, generator=g)
+    b0, a0 = b.clone(), a.clone()
+    expected = loop(b, a)
+    torch.testing.assert_close(reverse_linear_scan(b, a), expected)
+    assert torch.equal(b, b0) and torch.equal(a, a0)
+    for steps in (20, 100):  # one chunk, and chunks with padding
+        b, a = b0[:, :steps].clone(), a0[:, :steps].clone()
+        x = reverse_linear_scan(b, a, overwrite=True)
+        a.fill_(float("nan"))  # the caller may reuse a's memory: the result must not live there
+        torch.testing.assert_close(x, expected[:, :steps] if steps == 100 else loop(b0[:, :steps], a0[:, :steps]))
+
+
 def ops_for(steps: int) -> int:
     b, a = torch.randn(4, steps), torch.rand(4, steps)
     return sum(dispatched_ops(lambda: reverse_linear_scan(b, a)).values())

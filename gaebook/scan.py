@@ -14,8 +14,9 @@ kernel launches and on a CPU O(T) interpreter round trips. This module solves it
 3. add each chunk's carry: ``x_{k,j} = x^{local}_{k,j} + p_{k,j} · X_{k+1}``.
 
 Every operation reads and writes long runs of contiguous memory, the number of dispatched
-operations is O(log T), and the work is O(T log C). The rounds ping-pong between two pairs of
-buffers, so a call allocates about four arrays of the input's size and never more.
+operations is O(log T), and the work is O(T log C). The rounds ping-pong between the inputs and
+one spare pair of buffers, so besides copies of its inputs (which ``overwrite=True`` saves) the scan
+allocates two arrays of the input's size, and smaller ones for the levels above.
 """
 
 from __future__ import annotations

@@ -227,7 +227,9 @@ def train(
                 gamma=config.gamma, lam=lam, check_finite=False,
             )
             if config.critic_target == "monte_carlo":
-                returns = discounted_returns(r["rewards"], r["terminated"], r["truncated"], gamma=config.gamma)
+                returns = discounted_returns(
+                    r["rewards"], r["terminated"], r["truncated"], gamma=config.gamma, check_finite=False
+                )
 
         # 3. update: n_epochs passes over the batch in shuffled minibatches
         flat = {k: v.flatten(1, 2) for k, v in r.items() if k != "final_obs"}

@@ -50,8 +50,12 @@ class GymnasiumVectorEnv:
         obs, _ = self.env.reset(seed=self.seed)
         return self._tensor(obs)
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def step(self, actions: Tensor, *, check_actions: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Step with ``actions`` of shape ``(1, n_envs[, action_size])``.
+
+        The actions go to the host whatever ``check_actions`` says (Gymnasium steps NumPy arrays),
+        and Gymnasium's environments check them themselves; the flag is accepted for the protocol
+        of :class:`gaebook.ppo.VectorEnv`.
 
         Returns ``(next_obs, rewards, terminated, truncated, final_obs)``, each ``(1, n_envs, ...)``:
         ``next_obs`` is the reset observation where an episode ended, ``final_obs`` the observation

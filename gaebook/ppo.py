@@ -31,9 +31,13 @@ __all__ = ["History", "PPOConfig", "VectorEnv", "evaluate", "ppo_loss", "train"]
 
 
 class VectorEnv(Protocol):
+    """What :func:`train` and :func:`evaluate` step: ``step`` returns ``(next_obs, rewards,
+    terminated, truncated, final_obs)``, and ``check_actions=False`` lets it skip reading the
+    action values (a host synchronisation on CUDA), since the policy's own actions are valid."""
+
     def reset(self) -> Tensor: ...
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]: ...
+    def step(self, actions: Tensor, *, check_actions: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,7 @@ def train(
         finished_count = torch.zeros(n_agents, device=device)
         for _ in range(config.n_steps):
             actions, log_probs, values = agent.act(obs, generator=generator)
-            next_obs, rewards, terminated, truncated, final_obs = env.step(actions)
+            next_obs, rewards, terminated, truncated, final_obs = env.step(actions, check_actions=False)
             for key, value in zip(steps, (obs, actions, log_probs, values, rewards, terminated, truncated, final_obs)):
                 steps[key].append(value)
             episode_return += rewards
@@ -282,7 +286,7 @@ def evaluate(env: VectorEnv, agent: ActorCritic, *, max_steps: int, generator: t
     running = torch.ones(obs.shape[:2], dtype=torch.bool, device=obs.device)
     for step in range(max_steps):
         actions, _, _ = agent.act(obs, generator=generator, greedy=greedy)
-        obs, rewards, terminated, truncated, _ = env.step(actions)
+        obs, rewards, terminated, truncated, _ = env.step(actions, check_actions=False)
         total += rewards * running
         running &= ~(terminated | truncated)
         if step % 50 == 49 and not bool(running.any()):

@@ -28,7 +28,7 @@ class ScaledRewards:
         """The wrapped environment's first observations."""
         return self.env.reset()
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``env.step(actions)`` with the rewards scaled."""
-        next_obs, rewards, terminated, truncated, final_obs = self.env.step(actions)
+    def step(self, actions: Tensor, *, check_actions: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``env.step(actions, check_actions=...)`` with the rewards scaled."""
+        next_obs, rewards, terminated, truncated, final_obs = self.env.step(actions, check_actions=check_actions)
         return next_obs, self.scale * rewards, terminated, truncated, final_obs

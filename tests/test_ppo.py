@@ -151,3 +151,20 @@ def test_stop_ends_training_early():
     config = PPOConfig(n_envs=2, n_steps=16, total_steps=2 * 16 * 10, n_minibatches=2)
     history = train(env, agent, config, generator=gen(1), progress=False, stop=lambda done: done == 3)
     assert history.episode_return.shape == (1, 3) and history.env_steps.tolist() == [32, 64, 96]
+
+
+def test_training_does_not_synchronise_at_every_environment_step():
+    """The policy's own actions need no value check: a longer rollout adds no host syncs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gaebook.cartpole import CartPole
+
+    def syncs(n_steps: int) -> int:
+        config = PPOConfig(n_envs=4, n_steps=n_steps, total_steps=4 * n_steps * 2, n_minibatches=2)
+        env = CartPole((2, 4), generator=gen(0))
+        agent = ActorCritic(4, n_actions=2, n_agents=2, generator=gen(1))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            train(env, agent, config, generator=gen(2), progress=False)
+        return sum(e.name in ("aten::_local_scalar_dense", "aten::is_nonzero") for e in prof.events())
+
+    assert syncs(64) == syncs(32)  # same iterations and gradient steps, twice the environment steps

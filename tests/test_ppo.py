@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
+from torch.profiler import ProfilerActivity, profile
 
+from gaebook.cartpole import CartPole
 from gaebook.gym_vector import GymnasiumVectorEnv
 from gaebook.networks import ActorCritic, BatchedLinear
 from gaebook.ppo import PPOConfig, _clip_grad_norm_per_agent, evaluate, ppo_loss, train
@@ -155,9 +157,6 @@ def test_stop_ends_training_early():
 
 def test_training_does_not_synchronise_at_every_environment_step():
     """The policy's own actions need no value check: a longer rollout adds no host syncs."""
-    from torch.profiler import ProfilerActivity, profile
-
-    from gaebook.cartpole import CartPole
 
     def syncs(n_steps: int) -> int:
         config = PPOConfig(n_envs=4, n_steps=n_steps, total_steps=4 * n_steps * 2, n_minibatches=2)

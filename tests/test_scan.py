@@ -42,11 +42,11 @@ def test_inputs_are_kept_unless_overwrite_is_asked_for():
     expected = loop(b, a)
     torch.testing.assert_close(reverse_linear_scan(b, a), expected)
     assert torch.equal(b, b0) and torch.equal(a, a0)
-    for steps in (20, 100):  # one chunk, and chunks with padding
+    for steps in (20, 96, 100):  # one chunk; whole chunks, solved in the inputs' memory; padding
         b, a = b0[:, :steps].clone(), a0[:, :steps].clone()
         x = reverse_linear_scan(b, a, overwrite=True)
         a.fill_(float("nan"))  # the caller may reuse a's memory: the result must not live there
-        torch.testing.assert_close(x, expected[:, :steps] if steps == 100 else loop(b0[:, :steps], a0[:, :steps]))
+        torch.testing.assert_close(x, loop(b0[:, :steps], a0[:, :steps]))
 
 
 def ops_for(steps: int) -> int:

@@ -8,7 +8,7 @@ NOTEBOOKS := $(wildcard book/*.ipynb)
 BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book student browser browser-deps test unit notebooks clean
+.PHONY: book student browser browser-deps test unit notebooks lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -44,10 +44,16 @@ browser: $(STAMP) browser-deps
 unit: $(STAMP)
 	$(BIN)/pytest tests
 
+PY_SOURCES := gaebook tests benchmarks tools site_tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+
 notebooks: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
-test: unit notebooks book browser
+test: lint unit notebooks book browser
 
 clean:
 	rm -rf _build $(VENV)

@@ -85,7 +85,9 @@ def relative_error(x: torch.Tensor | np.ndarray, ref: torch.Tensor) -> float:
 
 def sb3_buffer(d: dict[str, torch.Tensor]) -> tuple[RolloutBuffer, torch.Tensor, np.ndarray]:
     n, steps = d["rewards"].shape
-    buf = RolloutBuffer(steps, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), device="cpu", gae_lambda=LAM, gamma=GAMMA, n_envs=n)
+    buf = RolloutBuffer(
+        steps, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), device="cpu", gae_lambda=LAM, gamma=GAMMA, n_envs=n
+    )
     buf.rewards[:] = d["rewards"].T.numpy()
     buf.values[:] = d["values"].T.numpy()
     starts = np.zeros((steps, n), dtype=np.float32)  # SB3 marks the first step of an episode
@@ -163,7 +165,8 @@ def main() -> int:
     steady_allocator()
     shapes = SHAPES[:3] if args.quick else SHAPES
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, gamma={GAMMA}, lambda={LAM}")
-    head = f"{'N x T':>12} {'gaebook':>9} {'sb3':>9} {'cleanrl':>9} {'gb+mask':>9} {'masked':>9} {'lfilter':>9} {'floor':>8}  (ms)"
+    names = ("gaebook", "sb3", "cleanrl", "gb+mask", "masked", "lfilter")
+    head = f"{'N x T':>12} " + " ".join(f"{c:>9}" for c in names) + f" {'floor':>8}  (ms)"
     print(head)
     rows = {}
     for n, steps in shapes:
@@ -172,13 +175,17 @@ def main() -> int:
         print(f"{n:>5} x {steps:<6}" + "".join(f"{row[c]:>10.3f}" for c in cols) + f"{row['floor']:>9.3f}", flush=True)
 
     print("\nratios (peer time / gaebook time; masked: loop / gaebook with mask), ops dispatched, max relative error")
-    print(f"{'N x T':>12} {'sb3':>8} {'cleanrl':>8} {'masked':>8} {'lfilter':>8} {'floor':>7} {'ops gb':>7} {'ops cl':>7} {'ops mk':>7} {'err gb':>8} {'err sb3':>8}")
+    print(
+        f"{'N x T':>12} {'sb3':>8} {'cleanrl':>8} {'masked':>8} {'lfilter':>8} {'floor':>7}"
+        f" {'ops gb':>7} {'ops cl':>7} {'ops mk':>7} {'err gb':>8} {'err sb3':>8}"
+    )
     for (n, steps), row in rows.items():
         print(
             f"{n:>5} x {steps:<6}"
             f"{row['sb3'] / row['gaebook']:>8.1f}x{row['cleanrl'] / row['gaebook']:>8.1f}x"
             f"{row['masked'] / row['gaebook_masked']:>8.1f}x{row['lfilter'] / row['gaebook']:>8.2f}x"
-            f"{row['floor'] / row['gaebook']:>7.2f}x{row['gaebook_ops']:>8}{row['cleanrl_ops']:>8}{row['masked_ops']:>8}"
+            f"{row['floor'] / row['gaebook']:>7.2f}x"
+            f"{row['gaebook_ops']:>8}{row['cleanrl_ops']:>8}{row['masked_ops']:>8}"
             f"{max(row['gaebook_err'], row['gaebook_masked_err']):>9.1e}{row['sb3_err']:>9.1e}"
         )
 
@@ -195,7 +202,12 @@ def main() -> int:
         checks.append((f"{tag}: relative error <= 1e-5", max(row["gaebook_err"], row["gaebook_masked_err"]) <= 1e-5))
     by_steps = sorted((steps, row["gaebook_ops"]) for (_, steps), row in rows.items())
     (t0, ops0), (t1, ops1) = by_steps[0], by_steps[-1]
-    checks.append((f"ops grow like log T: {ops0} at T={t0}, {ops1} at T={t1}", ops1 < 2 * ops0 * max(1.0, np.log2(t1) / np.log2(t0))))
+    checks.append(
+        (
+            f"ops grow like log T: {ops0} at T={t0}, {ops1} at T={t1}",
+            ops1 < 2 * ops0 * max(1.0, np.log2(t1) / np.log2(t0)),
+        )
+    )
     print("\ntargets")
     for text, ok in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {text}")

@@ -59,8 +59,19 @@ SPEEDUP, SOLVE_FRACTION = 6.0, 0.8  # targets: <= 1/6 of SB3's median time, in >
 # solved, in a median 14k env steps. Separate actor and critic networks needed about 1.5x the env
 # steps and 2.5x the training time; turning off value clipping (clip_vloss) tripled the steps.
 GAEBOOK = PPOConfig(
-    n_envs=32, n_steps=16, total_steps=MAX_ENV_STEPS, gamma=0.98, lam=0.8, lr=2e-3, anneal_lr=True,
-    n_epochs=10, n_minibatches=1, clip_coef=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+    n_envs=32,
+    n_steps=16,
+    total_steps=MAX_ENV_STEPS,
+    gamma=0.98,
+    lam=0.8,
+    lr=2e-3,
+    anneal_lr=True,
+    n_epochs=10,
+    n_minibatches=1,
+    clip_coef=0.2,
+    ent_coef=0.0,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
 )
 GAEBOOK_NET = dict(hidden=64, shared=True)
 
@@ -73,10 +84,17 @@ def linear_schedule(initial: float):
 # rl-baselines3-zoo, hyperparams/ppo.yml, CartPole-v1 (policy MlpPolicy, SB3 defaults otherwise:
 # 64x64 tanh, separate actor and critic, vf_coef 0.5, max_grad_norm 0.5, normalised advantages)
 SB3_ZOO = dict(
-    n_envs=8, n_timesteps=MAX_ENV_STEPS,
+    n_envs=8,
+    n_timesteps=MAX_ENV_STEPS,
     kwargs=dict(
-        n_steps=32, batch_size=256, gamma=0.98, gae_lambda=0.8, n_epochs=20, ent_coef=0.0,
-        learning_rate=linear_schedule(1e-3), clip_range=linear_schedule(0.2),
+        n_steps=32,
+        batch_size=256,
+        gamma=0.98,
+        gae_lambda=0.8,
+        n_epochs=20,
+        ent_coef=0.0,
+        learning_rate=linear_schedule(1e-3),
+        clip_range=linear_schedule(0.2),
     ),
 )
 

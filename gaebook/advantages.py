@@ -61,8 +61,7 @@ def _check_inputs(
     for name, x in present.items():
         if not x.dtype.is_floating_point:
             raise TypeError(
-                f"{name} must have a real floating dtype (float16, bfloat16, float32, float64); "
-                f"got {x.dtype}"
+                f"{name} must have a real floating dtype (float16, bfloat16, float32, float64); got {x.dtype}"
             )
         if x.dtype != ref.dtype:
             raise TypeError(f"{name} has dtype {x.dtype} but {ref_name} has {ref.dtype}; use one dtype")
@@ -129,7 +128,9 @@ def _add_scaled(x: Tensor, c: Coefficient, y: Tensor) -> Tensor:
     return x.add_(y, alpha=c) if isinstance(c, float) else x.addcmul_(c, y)
 
 
-def _td_errors(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, g: Coefficient) -> tuple[Tensor, Tensor]:
+def _td_errors(
+    rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, g: Coefficient
+) -> tuple[Tensor, Tensor]:
     """``δ_t = r_t + γ·(1 − terminated_t)·V(s_{t+1}) − V(s_t)``, and a spare tensor of its shape."""
     # V(s_{t+1}) = 0 after termination, whatever next_values holds there (NaN included)
     bootstrap = torch.where(terminated, 0.0, next_values)

@@ -47,7 +47,13 @@ def sb3_gae(
 
 
 def cleanrl_gae(
-    rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor, gamma: float, gae_lambda: float
+    rewards: Tensor,
+    values: Tensor,
+    dones: Tensor,
+    next_value: Tensor,
+    next_done: Tensor,
+    gamma: float,
+    gae_lambda: float,
 ) -> tuple[Tensor, Tensor]:
     """CleanRL ``ppo.py``'s loop: time-major ``(T, N)`` tensors, ``dones[t]`` marks that ``s_t`` began an episode.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_batch_args", "check_action_tensor"]
+__all__ = ["check_action_tensor", "check_batch_args"]
 
 
 def check_batch_args(
@@ -17,7 +17,9 @@ def check_batch_args(
     ``batch_shape`` must be a tuple of positive ints, ``generator`` a ``torch.Generator`` on that
     device (which defaults to the generator's), ``dtype`` a floating ``torch.dtype``.
     """
-    if not isinstance(batch_shape, tuple) or not all(isinstance(n, int) and not isinstance(n, bool) for n in batch_shape):
+    if not isinstance(batch_shape, tuple) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in batch_shape
+    ):
         raise TypeError(f"batch_shape must be a tuple of ints, e.g. (64,); got {batch_shape!r}")
     if any(n < 1 for n in batch_shape):
         raise ValueError(f"batch_shape must contain positive sizes only; got {batch_shape!r}")

@@ -36,8 +36,11 @@ class GymnasiumVectorEnv:
         self, env_id: str, n_envs: int, *, seed: int, device: torch.device | str = "cpu", **make_kwargs: object
     ) -> None:
         self.env = gym.make_vec(
-            env_id, num_envs=n_envs, vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **make_kwargs,
+            env_id,
+            num_envs=n_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+            **make_kwargs,
         )
         self.n_envs, self.seed, self.device = n_envs, seed, torch.device(device)
         self.discrete = isinstance(self.env.single_action_space, gym.spaces.Discrete)

@@ -196,8 +196,10 @@ class TinyGPT(nn.Module):
                 f"got {attention_mask.dtype} {tuple(attention_mask.shape)}"
             )
         if cache is not None and (cache.keys.shape[1] != b or start + length > cache.capacity):
-            raise ValueError(f"cache holds {cache.keys.shape[1]} rows and {cache.capacity} slots; got {b} rows "
-                             f"needing {start + length} slots")
+            raise ValueError(
+                f"cache holds {cache.keys.shape[1]} rows and {cache.capacity} slots; got {b} rows "
+                f"needing {start + length} slots"
+            )
         real = torch.ones_like(tokens, dtype=torch.bool) if attention_mask is None else attention_mask
         offset = 0 if cache is None else cache.n_real.unsqueeze(1)
         positions = (offset + real.cumsum(1) - 1).clamp_min(0)

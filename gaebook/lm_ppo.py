@@ -199,8 +199,14 @@ def rollout(
 
 
 def _pretrain_critic(
-    policy: TinyGPT, reference: TinyGPT, critic: ValueModel, optimizer: torch.optim.Optimizer,
-    task: Task, tok: CharTokenizer, config: LMPPOConfig, generator: torch.Generator,
+    policy: TinyGPT,
+    reference: TinyGPT,
+    critic: ValueModel,
+    optimizer: torch.optim.Optimizer,
+    task: Task,
+    tok: CharTokenizer,
+    config: LMPPOConfig,
+    generator: torch.Generator,
 ) -> None:
     """Fit the critic to Monte Carlo returns of the initial policy (VC-PPO's value pretraining)."""
     for _ in range(config.value_pretrain_steps):
@@ -268,13 +274,32 @@ def train(
                 values = response_values(critic, r.prompts, s.tokens)
                 next_values = next_valid_values(values, mask)  # 0 after the last token: EOS is terminal
                 terminated = torch.zeros_like(mask)
-                lam = config.lam_actor if config.adaptive_lam_alpha is None else adaptive_lam(
-                    s.lengths, config.adaptive_lam_alpha)
-                advantages, returns = gae(r.rewards, values, next_values, terminated, gamma=config.gamma,
-                                          lam=lam, mask=mask, check_finite=False)
+                lam = (
+                    config.lam_actor
+                    if config.adaptive_lam_alpha is None
+                    else adaptive_lam(s.lengths, config.adaptive_lam_alpha)
+                )
+                advantages, returns = gae(
+                    r.rewards,
+                    values,
+                    next_values,
+                    terminated,
+                    gamma=config.gamma,
+                    lam=lam,
+                    mask=mask,
+                    check_finite=False,
+                )
                 if not (isinstance(lam, float) and lam == lam_critic):
-                    _, returns = gae(r.rewards, values, next_values, terminated, gamma=config.gamma,
-                                     lam=lam_critic, mask=mask, check_finite=False)
+                    _, returns = gae(
+                        r.rewards,
+                        values,
+                        next_values,
+                        terminated,
+                        gamma=config.gamma,
+                        lam=lam_critic,
+                        mask=mask,
+                        check_finite=False,
+                    )
                 if config.whiten_advantages:
                     advantages = masked_whiten(advantages, mask)
             else:
@@ -290,14 +315,28 @@ def train(
         for _ in range(config.n_epochs):
             order = torch.randperm(config.batch_size, generator=generator, device=generator.device).to(mask.device)
             for idx in order.chunk(config.n_minibatches):
-                log_probs, entropy = sequence_log_probs(policy, r.prompts[idx], s.tokens[idx],
-                                                        temperature=config.temperature)
+                log_probs, entropy = sequence_log_probs(
+                    policy, r.prompts[idx], s.tokens[idx], temperature=config.temperature
+                )
                 new_values = response_values(critic, r.prompts[idx], s.tokens[idx]) if uses_critic else values[idx]
                 loss, stats = ppo_loss(
-                    *(x.unsqueeze(0) for x in (log_probs, s.log_probs[idx], advantages[idx], new_values, values[idx],
-                                               returns[idx], entropy)),
-                    clip_coef=config.clip_coef, clip_vloss=config.clip_vloss, vf_coef=1.0,
-                    ent_coef=config.ent_coef, mask=mask[idx].unsqueeze(0),
+                    *(
+                        x.unsqueeze(0)
+                        for x in (
+                            log_probs,
+                            s.log_probs[idx],
+                            advantages[idx],
+                            new_values,
+                            values[idx],
+                            returns[idx],
+                            entropy,
+                        )
+                    ),
+                    clip_coef=config.clip_coef,
+                    clip_vloss=config.clip_vloss,
+                    vf_coef=1.0,
+                    ent_coef=config.ent_coef,
+                    mask=mask[idx].unsqueeze(0),
                 )
                 optimizer.zero_grad()
                 loss.sum().backward()
@@ -347,7 +386,6 @@ def evaluate(
     """
     device = policy.head.weight.device
     batch = tok.batch(list(prompts), eos=False, pad="left").to(device)
-    s = sample(policy, batch, max_new_tokens=max_new_tokens or task.max_new_tokens, generator=generator,
-               greedy=greedy)
+    s = sample(policy, batch, max_new_tokens=max_new_tokens or task.max_new_tokens, generator=generator, greedy=greedy)
     responses = [tok.decode(t) for t in s.tokens.cpu()]
     return task.reward(prompts, responses), responses

@@ -190,6 +190,7 @@ class TabularMDP:
             for key, value in zip(
                 fields,
                 (state, action, self.rewards[state, action, next_state], next_state, terminated, truncated),
+                strict=True,
             ):
                 fields[key].append(value)
             done = terminated | truncated

@@ -11,6 +11,7 @@ Initialisation follows CleanRL's ``ppo.py``: orthogonal weights with gain √2 i
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -40,7 +41,7 @@ class BatchedLinear(nn.Module):
 
 def _mlp(n_agents: int, sizes: list[int], out_gain: float, generator: torch.Generator) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
         layers.append(BatchedLinear(n_agents, a, b, gain=out_gain if last else math.sqrt(2), generator=generator))
         if not last:
@@ -95,9 +96,7 @@ class ActorCritic(nn.Module):
 
     def _features(self, obs: Tensor) -> Tensor:
         if obs.shape[0] != self.n_agents or obs.shape[-1] != self.obs_size:
-            raise ValueError(
-                f"obs must have shape ({self.n_agents}, ..., {self.obs_size}); got {tuple(obs.shape)}"
-            )
+            raise ValueError(f"obs must have shape ({self.n_agents}, ..., {self.obs_size}); got {tuple(obs.shape)}")
         return self.trunk(obs) if self.shared else obs
 
     def value(self, obs: Tensor) -> Tensor:

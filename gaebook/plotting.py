@@ -28,7 +28,9 @@ def use_book_style() -> None:
     plt.close("all")
 
 
-def mean_band(ax: Axes, x: np.ndarray | torch.Tensor, runs: np.ndarray | torch.Tensor, *, label: str, z: float = 1.96, **kwargs) -> None:
+def mean_band(
+    ax: Axes, x: np.ndarray | torch.Tensor, runs: np.ndarray | torch.Tensor, *, label: str, z: float = 1.96, **kwargs
+) -> None:
     """Plot the mean over ``runs`` (shape ``(n_runs, len(x))``) with a ``z``·standard-error band.
 
     The default ``z = 1.96`` gives an approximate 95% confidence band for the mean.

@@ -16,8 +16,8 @@ episode bootstraps from. :class:`gaebook.cartpole.CartPole` is one;
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import torch
@@ -206,14 +206,17 @@ def train(
             optimizer.param_groups[0]["lr"] = config.lr * (1 - iteration / config.n_iterations)
 
         # 1. collect: n_steps steps of every environment, time last
-        steps: dict[str, list[Tensor]] = {k: [] for k in ("obs", "actions", "log_probs", "values", "rewards",
-                                                         "terminated", "truncated", "final_obs")}
+        steps: dict[str, list[Tensor]] = {
+            k: [] for k in ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated", "final_obs")
+        }
         finished_sum = torch.zeros(n_agents, device=device)
         finished_count = torch.zeros(n_agents, device=device)
         for _ in range(config.n_steps):
             actions, log_probs, values = agent.act(obs, generator=generator)
             next_obs, rewards, terminated, truncated, final_obs = env.step(actions, check_actions=False)
-            for key, value in zip(steps, (obs, actions, log_probs, values, rewards, terminated, truncated, final_obs)):
+            for key, value in zip(
+                steps, (obs, actions, log_probs, values, rewards, terminated, truncated, final_obs), strict=True
+            ):
                 steps[key].append(value)
             episode_return += rewards
             done = terminated | truncated
@@ -227,8 +230,14 @@ def train(
         with torch.no_grad():
             next_values = agent.value(r["final_obs"])
             advantages, returns = gae(
-                r["rewards"], r["values"], next_values, r["terminated"], r["truncated"],
-                gamma=config.gamma, lam=lam, check_finite=False,
+                r["rewards"],
+                r["values"],
+                next_values,
+                r["terminated"],
+                r["truncated"],
+                gamma=config.gamma,
+                lam=lam,
+                check_finite=False,
             )
             if config.critic_target == "monte_carlo":
                 returns = discounted_returns(
@@ -249,9 +258,17 @@ def train(
                 if config.norm_adv:
                     adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
                 loss, stats = ppo_loss(
-                    log_probs, mb["log_probs"], adv, values, mb["values"], mb["returns"], entropy,
-                    clip_coef=config.clip_coef, clip_vloss=config.clip_vloss,
-                    vf_coef=config.vf_coef, ent_coef=config.ent_coef,
+                    log_probs,
+                    mb["log_probs"],
+                    adv,
+                    values,
+                    mb["values"],
+                    mb["returns"],
+                    entropy,
+                    clip_coef=config.clip_coef,
+                    clip_vloss=config.clip_vloss,
+                    vf_coef=config.vf_coef,
+                    ent_coef=config.ent_coef,
                 )
                 optimizer.zero_grad()
                 loss.sum().backward()
@@ -275,7 +292,9 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(env: VectorEnv, agent: ActorCritic, *, max_steps: int, generator: torch.Generator, greedy: bool = True) -> Tensor:
+def evaluate(
+    env: VectorEnv, agent: ActorCritic, *, max_steps: int, generator: torch.Generator, greedy: bool = True
+) -> Tensor:
     """Return of the first episode of every environment in ``env``: ``(G, n_envs)``.
 
     Runs until every environment has finished one episode or ``max_steps`` have passed; with

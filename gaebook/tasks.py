@@ -44,14 +44,14 @@ def addition_problems(n: int, *, max_operand: int = 49, generator: torch.Generat
     if n < 1 or max_operand < 0:
         raise ValueError(f"need n >= 1 and max_operand >= 0; got n={n}, max_operand={max_operand}")
     a, b = torch.randint(max_operand + 1, (2, n), generator=generator, device=generator.device).tolist()
-    return [f"{x}+{y}=" for x, y in zip(a, b)], [str(x + y) for x, y in zip(a, b)]
+    return [f"{x}+{y}=" for x, y in zip(a, b, strict=True)], [str(x + y) for x, y in zip(a, b, strict=True)]
 
 
 def exact_match_reward(responses: list[str], answers: list[str]) -> Tensor:
     """1.0 where a response equals its answer exactly, else 0.0: float ``(B,)``."""
     if len(responses) != len(answers):
         raise ValueError(f"responses ({len(responses)}) and answers ({len(answers)}) differ in length")
-    return torch.tensor([float(r == a) for r, a in zip(responses, answers)])
+    return torch.tensor([float(r == a) for r, a in zip(responses, answers, strict=True)])
 
 
 def _randint(low: int, high: int, generator: torch.Generator) -> int:

@@ -39,11 +39,7 @@ class _Fence:
 
     def closed_by(self, line: str) -> bool:
         stripped = line.strip()
-        return (
-            len(line) - len(line.lstrip(" ")) <= 3
-            and len(stripped) >= self.length
-            and set(stripped) == {self.char}
-        )
+        return len(line) - len(line.lstrip(" ")) <= 3 and len(stripped) >= self.length and set(stripped) == {self.char}
 
 
 def _open_fence(line: str) -> _Fence | None:

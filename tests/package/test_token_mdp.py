@@ -73,8 +73,9 @@ def test_last_valid_index_of_a_gappy_mask():
 
 def test_truncation_penalty():
     scores = torch.tensor([1.0, 0.0, 0.0])
-    torch.testing.assert_close(truncation_penalty(scores, torch.tensor([False, True, False]), 0.5),
-                               torch.tensor([1.0, -0.5, 0.0]))
+    torch.testing.assert_close(
+        truncation_penalty(scores, torch.tensor([False, True, False]), 0.5), torch.tensor([1.0, -0.5, 0.0])
+    )
 
 
 @given(st.data())
@@ -111,8 +112,9 @@ def test_adaptive_lam_feeds_gae_one_lambda_per_sequence():
     rewards = token_rewards(torch.tensor([1.0, 1.0]), mask)
     values = torch.zeros(2, 5)
     lam = adaptive_lam(mask.sum(1), 0.5)  # λ = 0 and 0.6
-    adv, _ = gae(rewards, values, next_valid_values(values, mask), torch.zeros_like(mask), gamma=1.0, lam=lam,
-                 mask=mask)
+    adv, _ = gae(
+        rewards, values, next_valid_values(values, mask), torch.zeros_like(mask), gamma=1.0, lam=lam, mask=mask
+    )
     torch.testing.assert_close(adv[0], torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))
     torch.testing.assert_close(adv[1], torch.tensor([0.6**4, 0.6**3, 0.6**2, 0.6, 1.0]))
 
@@ -167,5 +169,5 @@ def test_bad_input():
         adaptive_lam([3], 1.0)
     with pytest.raises(ValueError, match="mask has shape"):
         masked_whiten(x, torch.ones(3, dtype=torch.bool))
-    with pytest.raises(TypeError, match="rewards must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"rewards must be a torch\.Tensor"):
         reinforce_pp_advantages([[0.0]], mask)

@@ -19,7 +19,7 @@ def test_rewards_are_scaled_per_agent_and_the_rest_is_unchanged():
     for _ in range(30):  # long enough for some episodes to end
         ours, theirs = scaled.step(actions), plain.step(actions)
         assert_close(ours[1], scale * theirs[1])
-        for a, b in zip(ours[:1] + ours[2:], theirs[:1] + theirs[2:]):
+        for a, b in zip(ours[:1] + ours[2:], theirs[:1] + theirs[2:], strict=True):
             assert torch.equal(a, b)
 
 

@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 
 # An opening fence of an exercise or solution directive, its argument, and its option lines.

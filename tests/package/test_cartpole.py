@@ -26,7 +26,7 @@ def controller(state: torch.Tensor) -> torch.Tensor:
 
 def gym_envs(seeds: list[int]) -> list:
     envs = [gym.make("CartPole-v1") for _ in seeds]
-    for env, seed in zip(envs, seeds):
+    for env, seed in zip(envs, seeds, strict=True):
         env.reset(seed=seed)
     return envs
 
@@ -49,7 +49,7 @@ def test_random_actions_match_gymnasium_step_by_step(dtype, atol):
         actions = torch.randint(0, 2, (len(seeds),), generator=g)
         next_obs, rewards, terminated, truncated, final_obs = env.step(actions)
         assert rewards.dtype == final_obs.dtype == next_obs.dtype == dtype
-        g_steps = [genv.step(int(a)) for genv, a in zip(envs, actions)]
+        g_steps = [genv.step(int(a)) for genv, a in zip(envs, actions, strict=True)]
         torch.testing.assert_close(final_obs, gym_states(envs, dtype), atol=atol, rtol=0)
         g_obs = torch.tensor(np.stack([step[0] for step in g_steps]), dtype=dtype)  # gym's float32 observations
         torch.testing.assert_close(final_obs, g_obs, atol=atol, rtol=0)
@@ -79,7 +79,7 @@ def test_truncation_at_step_500_matches_gymnasium(dtype):
     for t in range(1, 501):
         # Each env follows the controller on its own state (open-loop replay would amplify
         # rounding differences: this bang-bang controller chatters around the upright position).
-        next_obs, rewards, terminated, truncated, final_obs = env.step(controller(env.state))
+        next_obs, _rewards, terminated, truncated, final_obs = env.step(controller(env.state))
         g_flags = [genv.step(int(controller(gym_states([genv], torch.float64))[0]))[2:4] for genv in envs]
         assert g_flags == [(False, t == 500)] * len(seeds)
         assert not terminated.any()
@@ -205,7 +205,7 @@ def test_batch_shapes_are_independent_copies(dtype):
 def test_a_single_unbatched_env():
     env = make_env(())
     assert env.reset().shape == (4,)
-    next_obs, rewards, terminated, truncated, final_obs = env.step(torch.tensor(1))
+    next_obs, rewards, terminated, _truncated, final_obs = env.step(torch.tensor(1))
     assert next_obs.shape == final_obs.shape == (4,) and rewards.shape == terminated.shape == ()
 
 
@@ -219,7 +219,7 @@ def test_same_seed_same_episodes_other_seed_other_episodes():
         return out
 
     a, b, c = run(0), run(0), run(1)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(a[0], c[0])
 
 

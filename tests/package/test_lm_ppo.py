@@ -42,7 +42,7 @@ def test_ppo_gae_improves_the_reward(pretrained):
     policy = copy.deepcopy(pretrained)
     config = LMPPOConfig(iterations=15, n_prompts=32, lr=1e-3)
     history = train(policy, TASK, TOK, config, generator=torch.Generator().manual_seed(3), progress=False)
-    after, responses = evaluate(policy, TASK, TOK, prompts, generator=torch.Generator().manual_seed(2))
+    after, _responses = evaluate(policy, TASK, TOK, prompts, generator=torch.Generator().manual_seed(2))
     assert before.mean() < 0.7, f"the pretrained policy should be imperfect; accuracy {before.mean():.2f}"
     assert after.mean() > before.mean() + 0.2, f"accuracy {before.mean():.2f} -> {after.mean():.2f}"
     assert history.reward.shape == (15,) and history.kl[-1] > 0
@@ -63,10 +63,26 @@ def test_critic_free_estimators_run(pretrained, advantage):
 def test_options_run(pretrained):
     policy = copy.deepcopy(pretrained)
     critic = ValueModel.from_policy(pretrained)
-    config = LMPPOConfig(iterations=2, n_prompts=16, lam_actor=0.9, lam_critic=1.0, adaptive_lam_alpha=1.0,
-                         kl_estimator="k3", value_pretrain_steps=2, ent_coef=0.01)
-    history = train(policy, TASK, TOK, config, generator=torch.Generator().manual_seed(0), critic=critic,
-                    reference=frozen_copy(pretrained), progress=False)
+    config = LMPPOConfig(
+        iterations=2,
+        n_prompts=16,
+        lam_actor=0.9,
+        lam_critic=1.0,
+        adaptive_lam_alpha=1.0,
+        kl_estimator="k3",
+        value_pretrain_steps=2,
+        ent_coef=0.01,
+    )
+    history = train(
+        policy,
+        TASK,
+        TOK,
+        config,
+        generator=torch.Generator().manual_seed(0),
+        critic=critic,
+        reference=frozen_copy(pretrained),
+        progress=False,
+    )
     assert critic.value_head.weight.abs().sum() > 0, "the critic should have trained"
     assert math.isfinite(history.explained_variance[-1].item())
 

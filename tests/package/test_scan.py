@@ -19,7 +19,12 @@ def loop(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return x
 
 
-@given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 3), steps=st.integers(1, 700), p_zero=st.sampled_from([0.0, 0.05, 0.5]))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    batch=st.integers(1, 3),
+    steps=st.integers(1, 700),
+    p_zero=st.sampled_from([0.0, 0.05, 0.5]),
+)
 def test_scan_equals_the_loop(seed, batch, steps, p_zero):
     g = torch.Generator().manual_seed(seed)
     b = torch.randn(batch, steps, generator=g, dtype=torch.float64)

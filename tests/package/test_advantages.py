@@ -96,14 +96,22 @@ def test_inserting_masked_positions_changes_nothing(seed, steps, n_insert, lam):
     # interleave masked positions with arbitrary contents at random places
     where = torch.randint(0, steps + 1, (n_insert,), generator=g).sort().values
     order = torch.cat([torch.arange(steps).float(), where.float() - 0.5]).argsort()
+
     def extend(x, filler):
         return torch.cat([x, filler])[order]
+
     noise = lambda: torch.randn(n_insert, generator=g)  # noqa: E731
     coin = lambda: torch.rand(n_insert, generator=g) < 0.5  # noqa: E731
     mask = extend(torch.ones(steps, dtype=torch.bool), torch.zeros(n_insert, dtype=torch.bool))
     adv, ret = gae(
-        extend(r, noise()), extend(v, noise()), extend(nv, noise()), extend(term, coin()), extend(trunc, coin()),
-        gamma=0.97, lam=lam, mask=mask,
+        extend(r, noise()),
+        extend(v, noise()),
+        extend(nv, noise()),
+        extend(term, coin()),
+        extend(trunc, coin()),
+        gamma=0.97,
+        lam=lam,
+        mask=mask,
     )
     torch.testing.assert_close(adv[mask], base, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ret[mask], base_ret, rtol=1e-5, atol=1e-5)
@@ -157,7 +165,7 @@ def test_nstep_advantages_telescope(seed, steps, n, gamma):
     got = nstep_advantages(r, v, nv, no, gamma=gamma, n=n)
     for t in range(steps):
         k = min(n, steps - t)
-        expected = sum(gamma**l * r[t + l].item() for l in range(k)) + gamma**k * nv[t + k - 1].item() - v[t].item()
+        expected = sum(gamma**j * r[t + j].item() for j in range(k)) + gamma**k * nv[t + k - 1].item() - v[t].item()
         assert got[t].item() == pytest.approx(expected, abs=1e-9)
 
 

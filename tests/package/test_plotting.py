@@ -1,11 +1,11 @@
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-from gaebook.plotting import mean_band, use_book_style  # noqa: E402
+from gaebook.plotting import mean_band, use_book_style
 
 
 def test_mean_band_draws_the_mean_and_a_band():

@@ -41,7 +41,9 @@ def test_sb3_transcription_matches_the_library():
 
     r, v, nv, term = (x.float() if x.is_floating_point() else x for x in episode_rollout(seed=1))
     n, steps = r.shape
-    buf = buffers.RolloutBuffer(steps, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), gamma=GAMMA, gae_lambda=LAM, n_envs=n)
+    buf = buffers.RolloutBuffer(
+        steps, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), gamma=GAMMA, gae_lambda=LAM, n_envs=n
+    )
     rewards, values, starts, last_values, dones = sb3_inputs(r, v, nv, term)
     buf.rewards[:], buf.values[:], buf.episode_starts[:] = rewards, values, starts
     buf.compute_returns_and_advantage(torch.as_tensor(last_values), dones.astype(np.float32))

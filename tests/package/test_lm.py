@@ -61,7 +61,7 @@ def test_sample_log_probs_match_a_teacher_forced_pass(model, tok):
 def test_mask_covers_up_to_and_including_the_first_eos(model, tok):
     prompts = tok.batch(["1+1="] * 64, eos=False)
     s = sample(model, prompts, max_new_tokens=8, generator=torch.Generator().manual_seed(1), temperature=2.0)
-    for tokens, mask in zip(s.tokens.tolist(), s.mask.tolist()):
+    for tokens, mask in zip(s.tokens.tolist(), s.mask.tolist(), strict=True):
         first = tokens.index(tok.EOS) if tok.EOS in tokens else len(tokens) - 1
         assert mask == [i <= first for i in range(len(tokens))]
 
@@ -69,7 +69,7 @@ def test_mask_covers_up_to_and_including_the_first_eos(model, tok):
 def test_pretraining_reduces_the_loss(model, tok):
     g = torch.Generator().manual_seed(0)
     prompts, answers = addition_problems(256, max_operand=9, generator=g)
-    data = tok.batch([p + a for p, a in zip(prompts, answers)])
+    data = tok.batch([p + a for p, a in zip(prompts, answers, strict=True)])
     losses = pretrain(model, data, steps=60, batch_size=32, lr=3e-3, generator=g, progress=False)
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
 
@@ -89,7 +89,7 @@ def test_bad_input(model, tok):
 
 def test_addition_problems_and_reward():
     prompts, answers = addition_problems(50, generator=torch.Generator().manual_seed(0))
-    for p, a in zip(prompts, answers):
+    for p, a in zip(prompts, answers, strict=True):
         x, y = p.rstrip("=").split("+")
         assert int(x) + int(y) == int(a)
     reward = exact_match_reward(["12", "3"], ["12", "4"])
@@ -114,8 +114,14 @@ def test_cached_sampling_equals_uncached_sampling(seed, temperature):
     model = TinyGPT(tok.vocab_size, max_len=16, d_model=32, n_layers=2, n_heads=2)
     prompts = tok.batch(["1+1=", "12+34=", "7="], eos=False, pad="left")
     a, b = (
-        sample(model, prompts, max_new_tokens=8, generator=torch.Generator().manual_seed(seed),
-               temperature=temperature, use_cache=use_cache)
+        sample(
+            model,
+            prompts,
+            max_new_tokens=8,
+            generator=torch.Generator().manual_seed(seed),
+            temperature=temperature,
+            use_cache=use_cache,
+        )
         for use_cache in (True, False)
     )
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.mask, b.mask)

@@ -78,20 +78,54 @@ def test_ppo_loss_by_hand():
     old = torch.zeros(1, 3)
     new = torch.log(torch.tensor([[1.5, 1.5, 0.9]]))  # ratios 1.5, 1.5, 0.9
     values, old_values, returns = torch.tensor([[1.0, 0.0, 0.5]]), torch.zeros(1, 3), torch.ones(1, 3)
-    loss, stats = ppo_loss(new, old, adv, values, old_values, returns, torch.ones(1, 3),
-                           clip_coef=0.2, clip_vloss=False, vf_coef=0.5, ent_coef=0.01)
+    loss, stats = ppo_loss(
+        new,
+        old,
+        adv,
+        values,
+        old_values,
+        returns,
+        torch.ones(1, 3),
+        clip_coef=0.2,
+        clip_vloss=False,
+        vf_coef=0.5,
+        ent_coef=0.01,
+    )
     # surrogate per step: max(-A r, -A clip(r)): -1.2, 1.5, -1.8
     assert stats["policy_loss"].item() == pytest.approx((-1.2 + 1.5 - 1.8) / 3)
     assert stats["value_loss"].item() == pytest.approx(0.5 * (0 + 1 + 0.25) / 3)
     assert stats["clip_fraction"].item() == pytest.approx(2 / 3)
     assert loss.item() == pytest.approx(stats["policy_loss"].item() + 0.5 * stats["value_loss"].item() - 0.01)
     # value clipping: values 1.0 and 0.5 moved more than 0.2 from 0, so they count as 0.2
-    _, clipped = ppo_loss(new, old, adv, values, old_values, returns, torch.ones(1, 3),
-                          clip_coef=0.2, clip_vloss=True, vf_coef=0.5, ent_coef=0.0)
+    _, clipped = ppo_loss(
+        new,
+        old,
+        adv,
+        values,
+        old_values,
+        returns,
+        torch.ones(1, 3),
+        clip_coef=0.2,
+        clip_vloss=True,
+        vf_coef=0.5,
+        ent_coef=0.0,
+    )
     assert clipped["value_loss"].item() == pytest.approx(0.5 * (0.64 + 1 + 0.64) / 3)
     # a mask excludes positions from every mean
-    _, masked = ppo_loss(new, old, adv, values, old_values, returns, torch.ones(1, 3), clip_coef=0.2,
-                         clip_vloss=False, vf_coef=0.5, ent_coef=0.0, mask=torch.tensor([[True, True, False]]))
+    _, masked = ppo_loss(
+        new,
+        old,
+        adv,
+        values,
+        old_values,
+        returns,
+        torch.ones(1, 3),
+        clip_coef=0.2,
+        clip_vloss=False,
+        vf_coef=0.5,
+        ent_coef=0.0,
+        mask=torch.tensor([[True, True, False]]),
+    )
     assert masked["policy_loss"].item() == pytest.approx((-1.2 + 1.5) / 2)
 
 
@@ -105,7 +139,7 @@ def test_gradient_clipping_is_per_agent():
     norm0 = math.sqrt(sum(p.grad[0].pow(2).sum().item() for p in agent.parameters() if p.grad is not None))
     assert norm0 == pytest.approx(0.5, rel=1e-4)
     after = [p.grad[1] for p in agent.parameters() if p.grad is not None]
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         torch.testing.assert_close(a, b)  # agent 1 was under the limit: untouched
 
 
@@ -123,7 +157,7 @@ def test_gymnasium_adapter_returns_the_final_observation():
     obs = env.reset()
     assert obs.shape == (1, 3, 4)
     for t in range(5):
-        next_obs, rewards, terminated, truncated, final = env.step(torch.zeros(1, 3, dtype=torch.long))
+        next_obs, _rewards, terminated, truncated, final = env.step(torch.zeros(1, 3, dtype=torch.long))
         ended = terminated | truncated
         torch.testing.assert_close(final[~ended], next_obs[~ended])
         if t < 4:

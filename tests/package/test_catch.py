@@ -48,7 +48,7 @@ def test_random_play_matches_bsuite_rules_step_by_step(rows, columns):
     for _ in range(5 * (rows - 1)):
         actions = torch.randint(0, 3, (n,), generator=g)
         next_obs, rewards, terminated, truncated, final_obs = env.step(actions)
-        steps = [game.step(int(a)) for game, a in zip(games, actions)]
+        steps = [game.step(int(a)) for game, a in zip(games, actions, strict=True)]
         assert final_obs.tolist() == [s[0] for s in steps]
         assert rewards.tolist() == [s[1] for s in steps]
         assert terminated.tolist() == [s[2] for s in steps]
@@ -141,7 +141,7 @@ def test_batch_shapes_are_independent_copies(dtype):
 def test_a_single_unbatched_game():
     env = make_env(())
     assert env.reset().shape == (50,)
-    next_obs, rewards, terminated, truncated, final_obs = env.step(torch.tensor(1))
+    next_obs, rewards, terminated, _truncated, final_obs = env.step(torch.tensor(1))
     assert next_obs.shape == final_obs.shape == (50,) and rewards.shape == terminated.shape == ()
 
 
@@ -155,8 +155,8 @@ def test_same_seed_same_games_other_seed_other_games():
         return out
 
     a, b, c = run(0), run(0), run(1)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
-    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_bad_input_raises_clear_errors():

@@ -20,7 +20,7 @@ def make_env(batch_shape: tuple[int, ...], seed: int = 0, dtype: torch.dtype = t
 
 def gym_envs(seeds: list[int], **kwargs) -> list:
     envs = [gym.make("Pendulum-v1", **kwargs) for _ in seeds]
-    for env, seed in zip(envs, seeds):
+    for env, seed in zip(envs, seeds, strict=True):
         env.reset(seed=seed)
     return envs
 
@@ -32,7 +32,7 @@ def gym_states(envs: list, dtype: torch.dtype) -> torch.Tensor:
 def step_both(env: Pendulum, envs: list, actions: torch.Tensor):
     """Step the batched env and every Gymnasium env with the same float64 torques."""
     ours = env.step(actions.to(env.dtype))
-    theirs = [genv.step(a.numpy()) for genv, a in zip(envs, actions.double())]
+    theirs = [genv.step(a.numpy()) for genv, a in zip(envs, actions.double(), strict=True)]
     return ours, theirs
 
 
@@ -100,7 +100,7 @@ def test_torques_are_clipped_before_use():
     big = torch.tensor([[5.0], [-7.0], [2.5], [-100.0]], dtype=torch.float64)
     a = env.step(big)
     b = clipped.step(big.clamp(-2, 2))
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y, atol=0, rtol=0)
     # the reward charges the clipped torque: 0.001 · 2² at the upright rest state
     assert a[1][3].item() == pytest.approx(-0.004, abs=1e-12)
@@ -109,7 +109,7 @@ def test_torques_are_clipped_before_use():
 def test_speed_is_clipped_at_eight_and_the_angle_moves_by_the_new_speed():
     envs = gym_envs([0, 1])
     states = np.array([[0.3, 7.9], [-2.0, -7.95]])
-    for genv, state in zip(envs, states):
+    for genv, state in zip(envs, states, strict=True):
         genv.unwrapped.state = state.copy()
     env = make_env((2,), dtype=torch.float64)
     env.reset()
@@ -134,8 +134,12 @@ def test_the_reward_wraps_the_angle_and_uses_the_state_before_the_step():
 
 
 def test_angle_normalize_matches_gymnasium():
-    x = torch.cat([torch.linspace(-20, 20, 4001, dtype=torch.float64),
-                   torch.tensor([-math.pi, math.pi, 3 * math.pi, -3 * math.pi, 0.0], dtype=torch.float64)])
+    x = torch.cat(
+        [
+            torch.linspace(-20, 20, 4001, dtype=torch.float64),
+            torch.tensor([-math.pi, math.pi, 3 * math.pi, -3 * math.pi, 0.0], dtype=torch.float64),
+        ]
+    )
     torch.testing.assert_close(angle_normalize(x), torch.from_numpy(gym_angle_normalize(x.numpy())), atol=1e-12, rtol=0)
     assert bool(((angle_normalize(x) >= -math.pi) & (angle_normalize(x) < math.pi)).all())
 
@@ -235,7 +239,7 @@ def test_same_seed_same_episodes_other_seed_other_episodes():
         return out
 
     a, b, c = run(0), run(0), run(1)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(a[0], c[0])
 
 
@@ -263,7 +267,7 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(RuntimeError, match="reset"):
         env.step(torch.zeros(2, 3, 1))
     env.reset()
-    with pytest.raises(TypeError, match="actions must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"actions must be a torch\.Tensor"):
         env.step([[0.0] * 3] * 2)
     with pytest.raises(TypeError, match="floating"):
         env.step(torch.zeros(2, 3, 1, dtype=torch.long))

@@ -38,16 +38,16 @@ def test_answers_by_hand():
 def test_prompts_answers_and_reward(task: Task):
     prompts = task.prompts(200, generator=torch.Generator().manual_seed(0))
     answers = [task.answer(p) for p in prompts]
-    assert all(set(p + a) <= set(task.alphabet) for p, a in zip(prompts, answers))
+    assert all(set(p + a) <= set(task.alphabet) for p, a in zip(prompts, answers, strict=True))
     assert max(len(a) for a in answers) <= task.max_answer_len < task.max_new_tokens
     reward = task.reward(prompts, answers)
     assert reward.dtype == torch.float32 and (reward == 1).all()
     assert (task.reward(prompts, [a + a[:1] for a in answers]) == 0).all()  # exact match only
     if isinstance(task, BalancedParens):
-        assert all(balanced(p[:-1] + a) for p, a in zip(prompts, answers))
+        assert all(balanced(p[:-1] + a) for p, a in zip(prompts, answers, strict=True))
         assert len({len(a) for a in answers}) > 3, "answer lengths should vary"
     if isinstance(task, SortDigits):
-        assert all(sorted(a) == list(a) and sorted(a) == sorted(p[:-1]) for p, a in zip(prompts, answers))
+        assert all(sorted(a) == list(a) and sorted(a) == sorted(p[:-1]) for p, a in zip(prompts, answers, strict=True))
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: type(t).__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
@@ -22,7 +22,7 @@ def install_cell() -> str:
     """The first code cell of every chapter, built from the repository URL in _config.yml."""
     url = CONFIG["repository"]["url"].removeprefix("https://")
     branch = CONFIG["repository"]["branch"]
-    return f'''# In Colab, install the book's package; anywhere else the checkout's own gaebook is used.
+    return f"""# In Colab, install the book's package; anywhere else the checkout's own gaebook is used.
 import sys
 
 if "google.colab" in sys.modules:
@@ -34,7 +34,7 @@ if "google.colab" in sys.modules:
             "gaebook[book] @ git+https://{url}@{branch}",
         ],
         check=True,
-    )'''
+    )"""
 
 
 def test_every_notebook_is_in_the_toc_and_every_entry_exists():

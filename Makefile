@@ -8,7 +8,7 @@ NOTEBOOKS := $(wildcard book/*.ipynb)
 BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book student browser browser-deps test unit notebooks lint clean
+.PHONY: book student browser browser-deps test unit notebooks lint typecheck clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -49,6 +49,10 @@ PY_SOURCES := gaebook tests benchmarks tools site_tests
 lint: $(STAMP)
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
+
+# mypy over gaebook, configured in pyproject.toml ([tool.mypy]).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 notebooks: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS)

@@ -8,7 +8,7 @@ NOTEBOOKS := $(wildcard book/*.ipynb)
 BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book student browser browser-deps test unit notebooks lint typecheck clean
+.PHONY: book student browser browser-deps test test-checks test-site unit bench floors notebooks lint typecheck clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -57,7 +57,38 @@ typecheck: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
-test: lint unit notebooks book browser
+# Every test, in two lanes that run side by side (each notebook execution uses one core): the
+# static checks, the package's tests and every notebook under nbval; and the strict book build
+# (which executes every notebook again) followed by the browser tests of the built site.
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
+
+test-checks: $(STAMP)
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory notebooks
+
+test-site: $(STAMP) browser-deps
+	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory browser
+
+# The speed benchmarks (never part of make test: timings are not tests). Each prints its table
+# and whether its targets hold; the exit status is non-zero if any benchmark missed a target.
+bench: $(STAMP)
+	status=0; for b in benchmarks/*.py; do $(BIN)/python $$b || status=1; done; exit $$status
+
+# The lowest versions pyproject.toml admits (tools/floors.py reads them from it), installed in
+# their own environment, run the package's tests: the floors are tested, not guessed. Not part
+# of make test: the oldest torch on PyPI is a CUDA build of several GB.
+FLOORS_VENV := .venv-floors
+floors:
+	python3 -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install -q --upgrade pip packaging
+	$(FLOORS_VENV)/bin/python tools/floors.py > $(FLOORS_VENV)/floors.txt
+	$(FLOORS_VENV)/bin/python -m pip install -q -r $(FLOORS_VENV)/floors.txt pytest hypothesis pyyaml
+	$(FLOORS_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(FLOORS_VENV)/bin/python -m pip freeze | grep -iE '^(torch|numpy|matplotlib|tqdm|gymnasium|scipy|stable.baselines3)=='
+	$(FLOORS_VENV)/bin/pytest -p no:cacheprovider tests/package
 
 clean:
-	rm -rf _build $(VENV)
+	rm -rf _build $(VENV) $(FLOORS_VENV)

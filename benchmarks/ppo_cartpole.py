@@ -5,7 +5,7 @@
     python benchmarks/ppo_cartpole.py --seeds 10   # seeds 0-9
 
 Two PPO implementations, each seed run by both in turn on the same machine:
-  * gaebook  `gaebook.ppo.train` on `gaebook.cartpole.CartPole`, CartPole-v1 as a batch of torch
+  * gaebook  `gaebook.ppo.train` on `gaebook.envs.CartPole`, CartPole-v1 as a batch of torch
              tensors; hyperparameters chosen for wall time to solve (see GAEBOOK below);
   * sb3      Stable-Baselines3's PPO on Gymnasium's `CartPole-v1` (`make_vec_env`, 8 envs) with the
              rl-baselines3-zoo hyperparameters for CartPole-v1 (see SB3_ZOO below).
@@ -39,7 +39,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-from gaebook.cartpole import CartPole
+from gaebook.envs import CartPole
 from gaebook.networks import ActorCritic
 from gaebook.ppo import PPOConfig, evaluate, train
 

@@ -5,8 +5,9 @@ The advantage estimators are re-exported here; the other modules are imported by
 * estimators and their machinery: ``advantages``, ``scan`` (the chunked linear scan),
   ``baselines`` (other libraries' loops, transcribed for comparison), ``profiling``;
 * reinforcement learning: ``networks`` (actor-critics), ``ppo``, ``mdp`` (exact finite MDPs);
-* environments as batched tensors: ``cartpole``, ``pendulum``, ``catch`` (with ``env_checks``),
-  ``gym_vector`` (Gymnasium's vector environments) and ``wrappers`` (reward scaling);
+* environments: the subpackage ``envs``, one contract (``envs.base``) met by CartPole, Pendulum
+  and Catch as batched tensors (``envs.cartpole``, ``envs.pendulum``, ``envs.catch``), Gymnasium's
+  vector environments (``envs.gymnasium``) and reward scaling (``envs.wrappers``);
 * language models: ``lm`` (a tiny transformer), ``token_mdp``, ``lm_ppo``, ``tasks``;
 * ``plotting``: the book's figure helpers.
 """

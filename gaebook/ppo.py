@@ -6,38 +6,29 @@ minibatch updates. Everything carries a leading agent dimension ``G`` (see
 :mod:`gaebook.networks`), so a λ sweep over many seeds is one call with ``lam`` a tensor of
 shape ``(G,)``.
 
-An environment is anything with ``reset() -> obs`` and
+An environment (a :class:`gaebook.envs.VectorEnv`) has ``reset() -> obs`` and
 ``step(actions) -> (next_obs, rewards, terminated, truncated, final_obs)`` on tensors of shape
 ``(G, n_envs, ...)``, with same-step autoreset: ``next_obs`` is already the reset observation
 where an episode ended, and ``final_obs`` the observation the step reached, which a truncated
-episode bootstraps from. :class:`gaebook.cartpole.CartPole` is one;
-:class:`gaebook.gym_vector.GymnasiumVectorEnv` adapts Gymnasium's vector environments.
+episode bootstraps from. :class:`gaebook.envs.CartPole` is one;
+:class:`gaebook.envs.GymnasiumVectorEnv` adapts Gymnasium's vector environments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from gaebook.advantages import discounted_returns, gae
+from gaebook.envs import VectorEnv
 from gaebook.networks import ActorCritic
 
-__all__ = ["History", "PPOConfig", "VectorEnv", "evaluate", "ppo_loss", "train"]
-
-
-class VectorEnv(Protocol):
-    """What :func:`train` and :func:`evaluate` step: ``step`` returns ``(next_obs, rewards,
-    terminated, truncated, final_obs)``, and ``check_actions=False`` lets it skip reading the
-    action values (a host synchronisation on CUDA), since the policy's own actions are valid."""
-
-    def reset(self) -> Tensor: ...
-
-    def step(self, actions: Tensor, *, check_actions: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]: ...
+__all__ = ["History", "PPOConfig", "evaluate", "ppo_loss", "train"]
 
 
 @dataclass(frozen=True)

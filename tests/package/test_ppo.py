@@ -1,4 +1,4 @@
-"""Tests of gaebook.networks, gaebook.ppo and gaebook.gym_vector."""
+"""Tests of gaebook.networks and gaebook.ppo, and of PPO on gaebook.envs.GymnasiumVectorEnv."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from gaebook.cartpole import CartPole
-from gaebook.gym_vector import GymnasiumVectorEnv
+from gaebook.envs import CartPole, GymnasiumVectorEnv
 from gaebook.networks import ActorCritic, BatchedLinear
 from gaebook.ppo import PPOConfig, _clip_grad_norm_per_agent, evaluate, ppo_loss, train
 

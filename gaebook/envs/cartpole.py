@@ -10,9 +10,10 @@ on any device, with one whole-batch tensor op per line of the dynamics. It match
   the terminating one included, as with the default ``sutton_barto_reward=False``);
 * the same initial states (each of the four coordinates uniform in ``[-0.05, 0.05)``);
 * truncation when an episode reaches 500 steps without terminating;
-* same-step autoreset, like Gymnasium's ``AutoresetMode.SAME_STEP``: :meth:`CartPole.step`
-  returns both the observation the step reached (``final_obs``, to bootstrap from) and the one
-  the policy sees next (``next_obs``, a fresh initial state where an episode ended).
+* same-step autoreset, like Gymnasium's ``AutoresetMode.SAME_STEP``: ``step`` returns both the
+  observation the step reached (``final_obs``, to bootstrap from) and the one the policy sees
+  next (``next_obs``, a fresh initial state where an episode ended); see
+  :class:`gaebook.envs.VectorEnv`.
 
 Deliberate differences:
 
@@ -27,9 +28,9 @@ Deliberate differences:
 * **Random numbers.** Initial states come from the ``torch.Generator`` passed in, not from
   NumPy, so the same seed gives different (equally distributed) episodes than Gymnasium.
 
-``step`` never moves data to the host (no ``.item()``, no Python ``if`` on a tensor) unless
-``check_actions=True`` (the default) asks it to check the action values, so a loop of steps
-on CUDA runs without synchronisation when called with ``check_actions=False``.
+The checks of arguments and actions, and the rule that ``step`` synchronises with the device
+only when ``check_actions=True`` asks it to check the action values, are those of
+:class:`gaebook.envs.TensorEnv`.
 """
 
 from __future__ import annotations
@@ -39,20 +40,24 @@ import math
 import torch
 from torch import Tensor
 
-from gaebook.env_checks import check_action_tensor, check_batch_args
+from gaebook.envs.base import StepResult, TensorEnv
 
 __all__ = ["CartPole"]
 
 
-class CartPole:
+class CartPole(TensorEnv):
     """A batch of independent CartPole-v1 environments as tensors, on any device.
 
     Shapes: ``batch_shape`` is a tuple of leading dims, e.g. ``(n_agents, n_envs)``; the state
     and observations are ``(*batch_shape, 4)`` with coordinates ``(x, x_dot, theta, theta_dot)``.
+    Actions are long ``(*batch_shape,)`` in ``{0, 1}``: 0 pushes the cart left, 1 pushes it right.
+
+    A step lasts 0.02 s and pays 1 in every env. ``terminated``: the pole fell or the cart left the
+    track; ``truncated``: the episode reached 500 steps without terminating.
 
     Attributes:
-        state: ``(*batch_shape, 4)`` current observation of every env (``None`` before
-            :meth:`reset`). It may be overwritten, e.g. to start from given states.
+        state: ``(*batch_shape, 4)`` current observation of every env (set by :meth:`reset`).
+            It may be overwritten, e.g. to start from given states.
         elapsed_steps: long ``(*batch_shape,)`` steps taken so far in each env's episode.
 
     Example::
@@ -76,7 +81,9 @@ class CartPole:
     tau = 0.02  # seconds per step (explicit Euler)
     theta_threshold_radians = 12 * 2 * math.pi / 360
     x_threshold = 2.4
-    reset_bound = 0.05
+    reset_bounds = (0.05, 0.05, 0.05, 0.05)  # each coordinate starts uniform in [-bound, bound)
+
+    state: Tensor
 
     def __init__(
         self,
@@ -92,55 +99,22 @@ class CartPole:
         device: where the tensors live; defaults to the generator's device.
         dtype: floating dtype of states, observations and rewards.
         """
-        device = check_batch_args(batch_shape, generator, device, dtype)
-        self.batch_shape = batch_shape
-        self.generator = generator
-        self.device = device
-        self.dtype = dtype
-        self.state: Tensor | None = None
-        self.elapsed_steps = torch.zeros(batch_shape, dtype=torch.long, device=device)
+        super().__init__(batch_shape, generator=generator, device=device, dtype=dtype)
+        # Made once: a tensor built from Python numbers on every draw would be a blocking copy on CUDA.
+        self._reset_bounds = torch.tensor(self.reset_bounds, dtype=dtype, device=self.device)
+        self.elapsed_steps = torch.zeros(batch_shape, dtype=torch.long, device=self.device)
 
     def _initial_states(self) -> Tensor:
         """Fresh initial states ``(*batch_shape, 4)``, uniform in ``[-0.05, 0.05)``, for all envs."""
         u = torch.rand((*self.batch_shape, 4), generator=self.generator, device=self.device, dtype=self.dtype)
-        return (2 * u - 1) * self.reset_bound
+        return (2 * u - 1) * self._reset_bounds
 
-    def reset(self) -> Tensor:
-        """Start a new episode in every env; returns the observations ``(*batch_shape, 4)``."""
+    def _reset(self) -> Tensor:
         self.state = self._initial_states()
         self.elapsed_steps = torch.zeros(self.batch_shape, dtype=torch.long, device=self.device)
         return self.state.clone()
 
-    def _check_actions(self, actions: Tensor, check_values: bool) -> None:
-        check_action_tensor(actions, self.batch_shape, self.device, discrete=True)
-        if check_values and bool(((actions < 0) | (actions >= self.n_actions)).any()):
-            raise ValueError("actions must be 0 (push left) or 1 (push right)")
-
-    def step(self, actions: Tensor, *, check_actions: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Advance every env by one step of 0.02 s, resetting the envs whose episode ends.
-
-        Args:
-            actions: integer (long) ``(*batch_shape,)`` in ``{0, 1}``: 0 pushes the cart left,
-                1 pushes it right.
-            check_actions: check that every action is 0 or 1. This reads the values on the
-                host (a device synchronisation on CUDA); pass ``False`` in hot loops. Shape,
-                dtype and device are always checked (that needs no synchronisation).
-
-        Returns:
-            ``(next_obs, rewards, terminated, truncated, final_obs)``:
-
-            * ``final_obs`` ``(*batch_shape, 4)``: the observation the step reached, before any
-              reset -- the one to bootstrap from after a truncation;
-            * ``next_obs`` ``(*batch_shape, 4)``: the observation the policy sees next:
-              ``final_obs`` where the episode goes on, a fresh initial state where it ended;
-            * ``rewards`` ``(*batch_shape,)`` of ``dtype``: 1 for every step;
-            * ``terminated`` bool ``(*batch_shape,)``: the pole fell or the cart left the track;
-            * ``truncated`` bool ``(*batch_shape,)``: the episode reached 500 steps without
-              terminating.
-        """
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
-        self._check_actions(actions, check_actions)
+    def _step(self, actions: Tensor) -> StepResult:
         _, x_dot, theta, theta_dot = self.state.unbind(-1)
         force = self.force_mag * (2 * actions.to(self.dtype) - 1)
         costheta, sintheta = torch.cos(theta), torch.sin(theta)
@@ -164,4 +138,4 @@ class CartPole:
         # Same-step autoreset: draw initial states for every env (no host sync), keep them where done.
         self.state = torch.where(done.unsqueeze(-1), self._initial_states(), final_obs)
         self.elapsed_steps = torch.where(done, 0, elapsed)
-        return self.state.clone(), rewards, terminated, truncated, final_obs
+        return StepResult(self.state.clone(), rewards, terminated, truncated, final_obs)

@@ -12,9 +12,9 @@ on any device. It matches Gymnasium's ``PendulumEnv`` wrapped in ``TimeLimit(max
 * the same observation ``(cos θ, sin θ, θ̇)`` of the state the step reached;
 * the same initial states (``θ`` uniform in ``[-π, π)``, ``θ̇`` uniform in ``[-1, 1)``);
 * no termination, and truncation when an episode reaches 200 steps;
-* same-step autoreset, as in :class:`gaebook.cartpole.CartPole`: :meth:`Pendulum.step` returns
-  both the observation the step reached (``final_obs``, to bootstrap from) and the one the
-  policy sees next (``next_obs``, from a fresh initial state where an episode ended).
+* same-step autoreset, as in :class:`gaebook.envs.CartPole`: ``step`` returns both the
+  observation the step reached (``final_obs``, to bootstrap from) and the one the policy sees
+  next (``next_obs``, from a fresh initial state where an episode ended).
 
 Deliberate differences:
 
@@ -25,8 +25,8 @@ Deliberate differences:
   NumPy, so the same seed gives different (equally distributed) episodes than Gymnasium.
 
 The angle ``θ`` is measured from the upright position, counter-clockwise, and is not wrapped in
-the state (as in Gymnasium); only the reward wraps it. ``step`` never moves data to the host
-unless ``check_actions=True`` (the default) asks it to check that the actions are finite.
+the state (as in Gymnasium); only the reward wraps it. The checks of arguments and actions
+(finite torques, when ``check_actions=True``) are those of :class:`gaebook.envs.TensorEnv`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import math
 import torch
 from torch import Tensor
 
-from gaebook.env_checks import check_action_tensor, check_batch_args
+from gaebook.envs.base import StepResult, TensorEnv
 
 __all__ = ["Pendulum", "angle_normalize"]
 
@@ -46,16 +46,21 @@ def angle_normalize(theta: Tensor) -> Tensor:
     return torch.remainder(theta + math.pi, 2 * math.pi) - math.pi
 
 
-class Pendulum:
+class Pendulum(TensorEnv):
     """A batch of independent Pendulum-v1 environments as tensors, on any device.
 
     Shapes: ``batch_shape`` is a tuple of leading dims, e.g. ``(n_agents, n_envs)``; the state is
     ``(*batch_shape, 2)`` with coordinates ``(θ, θ̇)``, observations are ``(*batch_shape, 3)``
-    with coordinates ``(cos θ, sin θ, θ̇)``, actions ``(*batch_shape, 1)`` (the torque).
+    with coordinates ``(cos θ, sin θ, θ̇)``, actions floating ``(*batch_shape, 1)``: the torque,
+    clipped to ``[-2, 2]`` as in Gymnasium and converted to ``dtype``.
+
+    A step lasts 0.05 s and pays ``-(θ² + 0.1·θ̇² + 0.001·u²)``, in ``[-16.2736, 0]``.
+    ``terminated`` is always ``False`` (the task never ends); ``truncated``: the episode reached
+    200 steps.
 
     Attributes:
-        state: ``(*batch_shape, 2)`` current ``(θ, θ̇)`` of every env (``None`` before
-            :meth:`reset`). It may be overwritten, e.g. to start from given states.
+        state: ``(*batch_shape, 2)`` current ``(θ, θ̇)`` of every env (set by :meth:`reset`).
+            It may be overwritten, e.g. to start from given states.
         elapsed_steps: long ``(*batch_shape,)`` steps taken so far in each env's episode.
 
     Example::
@@ -76,6 +81,8 @@ class Pendulum:
     l = 1.0  # noqa: E741 (Gymnasium's name)
     reset_bounds = (math.pi, 1.0)  # θ and θ̇ start uniform in [-bound, bound)
 
+    state: Tensor
+
     def __init__(
         self,
         batch_shape: tuple[int, ...],
@@ -94,20 +101,16 @@ class Pendulum:
         """
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g):
             raise TypeError(f"g must be a finite float; got {g!r}")
-        device = check_batch_args(batch_shape, generator, device, dtype)
-        self.batch_shape = batch_shape
-        self.generator = generator
-        self.device = device
-        self.dtype = dtype
+        super().__init__(batch_shape, generator=generator, device=device, dtype=dtype)
         self.g = float(g)
-        self.state: Tensor | None = None
-        self.elapsed_steps = torch.zeros(batch_shape, dtype=torch.long, device=device)
+        # Made once: a tensor built from Python numbers on every draw would be a blocking copy on CUDA.
+        self._reset_bounds = torch.tensor(self.reset_bounds, dtype=dtype, device=self.device)
+        self.elapsed_steps = torch.zeros(batch_shape, dtype=torch.long, device=self.device)
 
     def _initial_states(self) -> Tensor:
         """Fresh initial states ``(*batch_shape, 2)``: θ uniform in [-π, π), θ̇ uniform in [-1, 1)."""
         u = torch.rand((*self.batch_shape, 2), generator=self.generator, device=self.device, dtype=self.dtype)
-        bounds = torch.tensor(self.reset_bounds, device=self.device, dtype=self.dtype)
-        return (2 * u - 1) * bounds
+        return (2 * u - 1) * self._reset_bounds
 
     @staticmethod
     def observe(state: Tensor) -> Tensor:
@@ -115,42 +118,12 @@ class Pendulum:
         theta, theta_dot = state.unbind(-1)
         return torch.stack((torch.cos(theta), torch.sin(theta), theta_dot), dim=-1)
 
-    def reset(self) -> Tensor:
-        """Start a new episode in every env; returns the observations ``(*batch_shape, 3)``."""
+    def _reset(self) -> Tensor:
         self.state = self._initial_states()
         self.elapsed_steps = torch.zeros(self.batch_shape, dtype=torch.long, device=self.device)
         return self.observe(self.state)
 
-    def _check_actions(self, actions: Tensor, check_values: bool) -> None:
-        check_action_tensor(actions, (*self.batch_shape, self.action_size), self.device, discrete=False)
-        if check_values and not bool(torch.isfinite(actions).all()):
-            raise ValueError("actions must be finite (a NaN or infinite torque would corrupt the state)")
-
-    def step(self, actions: Tensor, *, check_actions: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Advance every env by one step of 0.05 s, resetting the envs whose episode ends.
-
-        Args:
-            actions: floating ``(*batch_shape, 1)``, the torque; values outside ``[-2, 2]`` are
-                clipped, as in Gymnasium. They are converted to ``dtype``.
-            check_actions: check that every action is finite. This reads the values on the host
-                (a device synchronisation on CUDA); pass ``False`` in hot loops. Shape, dtype and
-                device are always checked (that needs no synchronisation).
-
-        Returns:
-            ``(next_obs, rewards, terminated, truncated, final_obs)``:
-
-            * ``final_obs`` ``(*batch_shape, 3)``: the observation of the state the step reached,
-              before any reset -- the one to bootstrap from after a truncation;
-            * ``next_obs`` ``(*batch_shape, 3)``: the observation the policy sees next:
-              ``final_obs`` where the episode goes on, a fresh initial state's where it ended;
-            * ``rewards`` ``(*batch_shape,)`` of ``dtype``: ``-(θ² + 0.1·θ̇² + 0.001·u²)``, in
-              ``[-16.2736, 0]``;
-            * ``terminated`` bool ``(*batch_shape,)``: always ``False`` (the task never ends);
-            * ``truncated`` bool ``(*batch_shape,)``: the episode reached 200 steps.
-        """
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
-        self._check_actions(actions, check_actions)
+    def _step(self, actions: Tensor) -> StepResult:
         theta, theta_dot = self.state.unbind(-1)
         u = actions.to(self.dtype).squeeze(-1).clamp(-self.max_torque, self.max_torque)
 
@@ -168,4 +141,4 @@ class Pendulum:
         # Same-step autoreset: draw initial states for every env (no host sync), keep them where done.
         self.state = torch.where(truncated.unsqueeze(-1), self._initial_states(), reached)
         self.elapsed_steps = torch.where(truncated, 0, elapsed)
-        return self.observe(self.state), -costs, terminated, truncated, self.observe(reached)
+        return StepResult(self.observe(self.state), -costs, terminated, truncated, self.observe(reached))

@@ -14,8 +14,9 @@ moves matter: from the middle, a ball in a far column is caught only if the padd
 moving almost at once.
 
 :class:`Catch` runs any number of games at once, on any device, with same-step autoreset, like
-:class:`gaebook.cartpole.CartPole`: :meth:`Catch.step` returns the board the step reached
-(``final_obs``) and the one the policy sees next (``next_obs``, a new game where one ended).
+:class:`gaebook.envs.CartPole`: ``step`` returns the board the step reached (``final_obs``) and
+the one the policy sees next (``next_obs``, a new game where one ended). Its checks of arguments
+and actions are those of :class:`gaebook.envs.TensorEnv`.
 """
 
 from __future__ import annotations
@@ -23,21 +24,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gaebook.env_checks import check_action_tensor, check_batch_args
+from gaebook.envs.base import StepResult, TensorEnv
 
 __all__ = ["Catch"]
 
 
-class Catch:
+class Catch(TensorEnv):
     """A batch of independent games of Catch as tensors, on any device.
 
     Shapes: ``batch_shape`` is a tuple of leading dims, e.g. ``(n_agents, n_envs)``; observations
     are ``(*batch_shape, rows * columns)``, actions long ``(*batch_shape,)`` in ``{0, 1, 2}``
     (left, stay, right).
 
+    Every step but the last of a game pays 0; the last, when the ball reaches the bottom row,
+    pays ``+1`` if the paddle is under it and ``-1`` otherwise, and is ``terminated``. A game lasts
+    exactly ``max_episode_steps = rows - 1`` steps; ``truncated`` is always ``False``.
+
     Attributes:
-        ball_row, ball_column, paddle_column: long ``(*batch_shape,)``, the positions (``None``
-            before :meth:`reset`). They may be overwritten, e.g. to start from given positions.
+        ball_row, ball_column, paddle_column: long ``(*batch_shape,)``, the positions (set by
+            :meth:`reset`). They may be overwritten, e.g. to start from given positions.
 
     Example::
 
@@ -47,6 +52,10 @@ class Catch:
     """
 
     n_actions = 3
+
+    ball_row: Tensor
+    ball_column: Tensor
+    paddle_column: Tensor
 
     def __init__(
         self,
@@ -70,17 +79,10 @@ class Catch:
                 raise TypeError(f"{name} must be an int; got {type(value).__name__}")
             if value < least:
                 raise ValueError(f"{name} must be at least {least}; got {value}")
-        device = check_batch_args(batch_shape, generator, device, dtype)
-        self.batch_shape = batch_shape
-        self.generator = generator
+        super().__init__(batch_shape, generator=generator, device=device, dtype=dtype)
         self.rows, self.columns = rows, columns
         self.observation_size = rows * columns
-        self.episode_steps = rows - 1
-        self.device = device
-        self.dtype = dtype
-        self.ball_row: Tensor | None = None
-        self.ball_column: Tensor | None = None
-        self.paddle_column: Tensor | None = None
+        self.max_episode_steps = rows - 1
 
     def _new_games(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(ball_row, ball_column, paddle_column)`` of fresh games: ball on top, in a uniform column."""
@@ -96,37 +98,11 @@ class Catch:
         out.scatter_(-1, ((self.rows - 1) * self.columns + paddle_column).unsqueeze(-1), 1.0)
         return out
 
-    def reset(self) -> Tensor:
-        """Start a new game in every env; returns the boards ``(*batch_shape, rows * columns)``."""
+    def _reset(self) -> Tensor:
         self.ball_row, self.ball_column, self.paddle_column = self._new_games()
         return self.board(self.ball_row, self.ball_column, self.paddle_column)
 
-    def _check_actions(self, actions: Tensor, check_values: bool) -> None:
-        check_action_tensor(actions, self.batch_shape, self.device, discrete=True)
-        if check_values and bool(((actions < 0) | (actions >= self.n_actions)).any()):
-            raise ValueError("actions must be 0 (left), 1 (stay) or 2 (right)")
-
-    def step(self, actions: Tensor, *, check_actions: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Move every paddle, let every ball fall one row, and start a new game where one ended.
-
-        Args:
-            actions: integer (long) ``(*batch_shape,)`` in ``{0, 1, 2}``: left, stay, right.
-            check_actions: check that every action is 0, 1 or 2. This reads the values on the
-                host (a device synchronisation on CUDA); pass ``False`` in hot loops. Shape,
-                dtype and device are always checked.
-
-        Returns:
-            ``(next_obs, rewards, terminated, truncated, final_obs)``:
-
-            * ``final_obs`` ``(*batch_shape, rows * columns)``: the board the step reached;
-            * ``next_obs``: the board the policy sees next, a new game's where one ended;
-            * ``rewards`` ``(*batch_shape,)`` of ``dtype``: ±1 on the last step of a game, else 0;
-            * ``terminated`` bool ``(*batch_shape,)``: the ball reached the bottom row;
-            * ``truncated`` bool ``(*batch_shape,)``: always ``False`` (games have a fixed length).
-        """
-        if self.ball_row is None:
-            raise RuntimeError("call reset() before step()")
-        self._check_actions(actions, check_actions)
+    def _step(self, actions: Tensor) -> StepResult:
         paddle = (self.paddle_column + actions - 1).clamp(0, self.columns - 1)
         ball_row = self.ball_row + 1
         final_obs = self.board(ball_row, self.ball_column, paddle)
@@ -140,4 +116,4 @@ class Catch:
         self.ball_column = torch.where(terminated, new_column, self.ball_column)
         self.paddle_column = torch.where(terminated, new_paddle, paddle)
         next_obs = self.board(self.ball_row, self.ball_column, self.paddle_column)
-        return next_obs, rewards, terminated, torch.zeros_like(terminated), final_obs
+        return StepResult(next_obs, rewards, terminated, torch.zeros_like(terminated), final_obs)

@@ -1,4 +1,5 @@
-"""Tests of gaebook.cartpole: step-by-step parity with Gymnasium's CartPole-v1, autoreset, shapes, bad input."""
+"""Tests of gaebook.envs.CartPole beyond the contract suite: step-by-step parity with Gymnasium's CartPole-v1,
+its episode ends and initial states."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from torch.profiler import ProfilerActivity, profile
 
-from gaebook.cartpole import CartPole
+from gaebook.envs import CartPole
 
 THETA_MAX = 12 * 2 * math.pi / 360
 
@@ -141,7 +141,7 @@ def test_initial_states_are_uniform_in_the_box():
     torch.testing.assert_close(obs.std(0), torch.full((4,), 0.1 / math.sqrt(12)), atol=5e-4, rtol=0)
 
 
-def test_autoreset_returns_fresh_states_and_final_observations():
+def test_episode_ends_follow_the_rules_and_restart_from_fresh_states():
     env = make_env((256,), seed=2)
     env.reset()
     g = torch.Generator().manual_seed(0)
@@ -152,13 +152,9 @@ def test_autoreset_returns_fresh_states_and_final_observations():
         elapsed = env.elapsed_steps.clone()
         next_obs, rewards, terminated, truncated, final_obs = env.step(torch.randint(0, 2, (256,), generator=g))
         done = terminated | truncated
-        assert not (terminated & truncated).any()
-        # Where the episode goes on, the two observations agree and the counter ticks.
-        assert torch.equal(next_obs[~done], final_obs[~done])
+        # The counter ticks where the episode goes on; where it ended, next_obs is a fresh initial state.
         assert torch.equal(env.elapsed_steps, torch.where(done, 0, elapsed + 1))
-        # Where it ended, next_obs is a fresh initial state and final_obs the state the step reached.
         assert bool((next_obs[done].abs() <= 0.05).all())
-        assert not (next_obs[done] == final_obs[done]).all(-1).any()
         x, theta = final_obs[..., 0], final_obs[..., 2]
         assert torch.equal(terminated, (x.abs() > 2.4) | (theta.abs() > THETA_MAX))
         assert torch.equal(truncated, (elapsed + 1 >= 500) & ~terminated)
@@ -167,112 +163,3 @@ def test_autoreset_returns_fresh_states_and_final_observations():
         n_terminated += int(terminated.sum())
         n_truncated += int(truncated.sum())
     assert n_terminated > 500 and n_truncated > 50  # both kinds of episode end were exercised
-
-
-def test_returned_observations_do_not_alias_the_state():
-    env = make_env((3,))
-    obs = env.reset()
-    obs += 100.0
-    assert bool((env.state.abs() <= 0.05).all())
-    next_obs = env.step(torch.ones(3, dtype=torch.long))[0]
-    next_obs += 100.0
-    assert bool((env.state.abs() < 1).all())
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_batch_shapes_are_independent_copies(dtype):
-    env = make_env((3, 5), dtype=dtype)
-    flat = make_env((15,), dtype=dtype)
-    obs = env.reset()
-    flat.reset()
-    assert obs.shape == (3, 5, 4) and obs.dtype == dtype
-    flat.state = obs.reshape(15, 4)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        actions = torch.randint(0, 2, (3, 5), generator=g)
-        next_obs, rewards, terminated, truncated, final_obs = env.step(actions)
-        assert next_obs.shape == final_obs.shape == (3, 5, 4)
-        assert rewards.shape == terminated.shape == truncated.shape == (3, 5)
-        assert rewards.dtype == dtype and terminated.dtype == truncated.dtype == torch.bool
-        _, _, flat_terminated, flat_truncated, flat_final = flat.step(actions.reshape(15))
-        torch.testing.assert_close(final_obs.reshape(15, 4), flat_final)
-        assert torch.equal(terminated.reshape(15), flat_terminated)
-        assert torch.equal(truncated.reshape(15), flat_truncated)
-        flat.state = next_obs.reshape(15, 4)  # keep the resets in step (they draw differently shaped noise)
-        flat.elapsed_steps = env.elapsed_steps.reshape(15)
-
-
-def test_a_single_unbatched_env():
-    env = make_env(())
-    assert env.reset().shape == (4,)
-    next_obs, rewards, terminated, _truncated, final_obs = env.step(torch.tensor(1))
-    assert next_obs.shape == final_obs.shape == (4,) and rewards.shape == terminated.shape == ()
-
-
-def test_same_seed_same_episodes_other_seed_other_episodes():
-    def run(seed: int) -> list[torch.Tensor]:
-        env = make_env((4, 8), seed=seed)
-        out = [env.reset()]
-        g = torch.Generator().manual_seed(7)
-        for _ in range(50):
-            out.extend(env.step(torch.randint(0, 2, (4, 8), generator=g)))
-        return out
-
-    a, b, c = run(0), run(0), run(1)
-    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-    assert not torch.equal(a[0], c[0])
-
-
-def test_bad_input_raises_clear_errors():
-    g = torch.Generator().manual_seed(0)
-    with pytest.raises(TypeError, match="batch_shape"):
-        CartPole(64, generator=g)
-    with pytest.raises(TypeError, match="batch_shape"):
-        CartPole([64], generator=g)
-    with pytest.raises(TypeError, match="batch_shape"):
-        CartPole((2.0,), generator=g)
-    with pytest.raises(ValueError, match="batch_shape"):
-        CartPole((4, 0), generator=g)
-    with pytest.raises(TypeError, match="generator"):
-        CartPole((4,), generator=0)
-    with pytest.raises(ValueError, match="generator"):
-        CartPole((4,), generator=g, device="meta")
-    with pytest.raises(TypeError, match="dtype"):
-        CartPole((4,), generator=g, dtype=torch.long)
-
-    env = CartPole((2, 3), generator=g)
-    with pytest.raises(RuntimeError, match="reset"):
-        env.step(torch.zeros(2, 3, dtype=torch.long))
-    env.reset()
-    with pytest.raises(TypeError, match="actions"):
-        env.step([[0, 1, 0], [1, 0, 1]])
-    with pytest.raises(TypeError, match="actions"):
-        env.step(torch.zeros(2, 3))
-    with pytest.raises(TypeError, match="actions"):
-        env.step(torch.zeros(2, 3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="actions must have shape"):
-        env.step(torch.zeros(6, dtype=torch.long))
-    with pytest.raises(ValueError, match="actions must be on device"):
-        env.step(torch.zeros(2, 3, dtype=torch.long, device="meta"))
-    for bad in (2, -1):
-        with pytest.raises(ValueError, match="actions must be 0"):
-            env.step(torch.full((2, 3), bad))
-    state = env.state.clone()
-    env.step(torch.full((2, 3), 2), check_actions=False)  # unchecked: no error, no sync
-    assert not torch.equal(env.state, state)
-
-
-def host_syncs(env: CartPole, actions: torch.Tensor, check_actions: bool) -> set[str]:
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(3):
-            env.step(actions, check_actions=check_actions)
-    return {e.name for e in prof.events()} & {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero"}
-
-
-def test_step_does_not_synchronise_without_the_action_check():
-    env = make_env((16,))
-    env.reset()
-    env.elapsed_steps = torch.full((16,), 499)  # make the reset branch run too
-    actions = torch.ones(16, dtype=torch.long)
-    assert host_syncs(env, actions, check_actions=False) == set()
-    assert "aten::item" in host_syncs(env, actions, check_actions=True)  # the profiler does see syncs

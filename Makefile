@@ -8,7 +8,7 @@ NOTEBOOKS := $(wildcard book/*.ipynb)
 BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book student browser browser-deps test unit notebooks lint typecheck clean
+.PHONY: book student browser browser-deps test unit notebooks lint typecheck gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -58,6 +58,12 @@ notebooks: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
 test: lint unit notebooks book browser
+
+# On a machine with a GPU (tools/gpu_check.py): the package tests with the conformance suite on CUDA,
+# the hot paths with every host synchronisation an error, and every chapter. Without one, it says
+# what it would run.
+gpu-check: $(STAMP)
+	$(BIN)/python tools/gpu_check.py
 
 clean:
 	rm -rf _build $(VENV)

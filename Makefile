@@ -8,7 +8,7 @@ NOTEBOOKS := $(wildcard book/*.ipynb)
 BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book student browser browser-deps test test-checks test-site unit bench floors notebooks lint typecheck clean
+.PHONY: book student browser browser-deps test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -89,6 +89,12 @@ floors:
 	$(FLOORS_VENV)/bin/python -m pip install -q --no-deps -e .
 	$(FLOORS_VENV)/bin/python -m pip freeze | grep -iE '^(torch|numpy|matplotlib|tqdm|gymnasium|scipy|stable.baselines3)=='
 	$(FLOORS_VENV)/bin/pytest -p no:cacheprovider tests/package
+
+# On a machine with a GPU (tools/gpu_check.py): the package tests with the conformance suite on CUDA,
+# the hot paths with every host synchronisation an error, and every chapter. Without one, it says
+# what it would run.
+gpu-check: $(STAMP)
+	$(BIN)/python tools/gpu_check.py
 
 clean:
 	rm -rf _build $(VENV) $(FLOORS_VENV)

@@ -92,8 +92,14 @@ class PPOConfig:
         check_unit_interval("gamma", self.gamma)
         if not isinstance(self.lam, Tensor):
             check_unit_interval("lam", self.lam)
-        elif self.lam.ndim != 1 or not bool(((self.lam >= 0) & (self.lam <= 1)).all()):
-            raise ValueError(f"lam must be a number or a (G,) tensor in [0, 1]; got shape {tuple(self.lam.shape)}")
+        elif self.lam.ndim != 1:
+            raise ValueError(
+                f"lam must be a number or a (G,) tensor, one λ per agent; got shape {tuple(self.lam.shape)}"
+            )
+        elif not bool(((self.lam >= 0) & (self.lam <= 1)).all()):
+            raise ValueError(
+                f"lam must lie in [0, 1]; got a tensor from {self.lam.min().item()} to {self.lam.max().item()}"
+            )
         check_choice("critic_target", self.critic_target, CRITIC_TARGETS)
         if self.total_steps < self.n_envs * self.n_steps:
             raise ValueError("total_steps must cover at least one rollout of n_envs * n_steps steps")

@@ -1,27 +1,31 @@
 """PPO for a language model on a verifiable task: the token-level MDP of :mod:`gaebook.token_mdp`.
 
-One iteration, top to bottom, as in CleanRL's ``ppo.py``:
+One iteration of :func:`finetune`, top to bottom, as in CleanRL's ``ppo.py``:
 
 1. **sample** a batch of prompts (``group_size`` responses each) and their responses;
 2. **score** every response exactly, penalise those that never emitted EOS, and build per-token
-   rewards: ``−β·KL`` to the frozen reference on every token, the score on the last one;
-3. **advantages**: GAE over the response mask with ``γ = 1`` (``"gae"``, with a critic), or one
-   of the critic-free estimators (``"grpo"``, ``"rloo"``, ``"reinforce++"``);
+   rewards: ``−β·KL`` to the frozen reference on every token, the score on the last one
+   (steps 1 and 2 are :func:`sample_and_score`, which returns :class:`ScoredResponses`);
+3. **advantages** by the estimator that ``LMPPOConfig.advantage`` names in
+   :data:`ADVANTAGE_ESTIMATORS`: GAE over the response mask with ``γ = 1`` and a critic, or one
+   of the estimators without a critic;
 4. **update**: a few epochs of minibatch steps on :func:`gaebook.ppo.ppo_loss` (clipped
-   surrogate, clipped value loss), with the policy and the critic as separate networks.
+   surrogate, clipped value loss weighted by ``vf_coef``), with the policy and the critic as
+   separate networks.
 
 Options the book compares: ``lam_actor`` and ``lam_critic`` set separately (decoupled GAE,
 VC-PPO; Yuan et al., 2025), a λ per response from its length (``adaptive_lam_alpha``, VAPO;
 Yue et al., 2025), value pretraining on Monte Carlo returns before PPO starts
-(``value_pretrain_steps``, VC-PPO), the KL coefficient and estimator.
+(``value_pretrain_steps``, VC-PPO), the KL coefficient and estimator. :func:`answer_prompts`
+scores a policy's answers to given prompts.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -39,44 +43,62 @@ from gaebook.lm import (
     sequence_log_probs,
 )
 from gaebook.ppo import ppo_loss
+from gaebook.reductions import explained_variance, masked_mean, masked_whiten
 from gaebook.tasks import Task
 from gaebook.token_mdp import (
     adaptive_lam,
     grpo_advantages,
     kl_penalty,
-    masked_mean,
-    masked_whiten,
     reinforce_pp_advantages,
     rloo_advantages,
     token_rewards,
     truncation_penalty,
 )
+from gaebook.training import (
+    RunningMeans,
+    check_choice,
+    check_non_negative,
+    check_positive_int,
+    check_unit_interval,
+)
 
-__all__ = ["LMHistory", "LMPPOConfig", "Rollout", "evaluate", "rollout", "train"]
-
-Advantage = Literal["gae", "grpo", "rloo", "reinforce++"]
+__all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "AdvantageEstimator",
+    "LMHistory",
+    "LMPPOConfig",
+    "ScoredResponses",
+    "TokenAdvantages",
+    "advantage_estimator",
+    "answer_prompts",
+    "finetune",
+    "register_advantage_estimator",
+    "sample_and_score",
+]
 
 
 @dataclass(frozen=True)
 class LMPPOConfig:
-    """Hyperparameters of :func:`train`; the defaults suit the book's tasks on a CPU.
+    """Hyperparameters of :func:`finetune`; the defaults suit the book's tasks on a CPU.
 
     A batch holds ``n_prompts × group_size`` responses (the responses to one prompt are
-    adjacent). ``lam_critic=None`` uses ``lam_actor`` for the critic's targets too;
+    adjacent). ``advantage`` names an estimator of :data:`ADVANTAGE_ESTIMATORS` (listed at the
+    end). ``lam_critic=None`` uses ``lam_actor`` for the critic's targets too;
     ``adaptive_lam_alpha`` replaces ``lam_actor`` by ``1 − 1/(α·length)`` per response.
     ``max_new_tokens=None`` takes the task's budget. ``whiten_advantages`` whitens the GAE
-    advantages over the batch's valid tokens (the critic-free estimators normalise in their own
-    way). The critic-free estimators ignore every critic setting; ``"grpo"`` and ``"rloo"`` need
-    ``group_size ≥ 2`` and use the sequence return ``score − β·Σ_t KL_t``, so the KL penalty sits
-    in the reward for every estimator. ``lr`` and ``critic_lr`` are Adam step sizes of the two
-    networks; ``clip_coef`` clips both the ratio and the value change (as CleanRL).
+    advantages over the batch's valid tokens (the estimators without a critic normalise in their
+    own way). The estimators without a critic ignore every critic setting; those that compare the
+    responses to one prompt use the sequence return ``score − β·Σ_t KL_t``, so the KL penalty
+    sits in the reward for every estimator. ``lr`` and
+    ``critic_lr`` are Adam step sizes of the two networks; ``clip_coef`` clips both the ratio and
+    the value change (as CleanRL); ``vf_coef`` weights the value loss against the policy loss.
     """
 
     iterations: int = 40
     n_prompts: int = 64
     group_size: int = 1
     max_new_tokens: int | None = None
-    advantage: Advantage = "gae"
+    advantage: str = "gae"
     gamma: float = 1.0
     lam_actor: float = 0.95
     lam_critic: float | None = None
@@ -91,6 +113,7 @@ class LMPPOConfig:
     n_minibatches: int = 2
     clip_coef: float = 0.2
     clip_vloss: bool = True
+    vf_coef: float = 1.0
     ent_coef: float = 0.0
     max_grad_norm: float = 1.0
     value_pretrain_steps: int = 0
@@ -98,29 +121,25 @@ class LMPPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("iterations", "n_prompts", "group_size", "n_epochs", "n_minibatches"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
-        if self.advantage not in ("gae", "grpo", "rloo", "reinforce++"):
-            raise ValueError(f"advantage must be 'gae', 'grpo', 'rloo' or 'reinforce++'; got {self.advantage!r}")
-        if self.advantage in ("grpo", "rloo") and self.group_size < 2:
-            raise ValueError(f"advantage={self.advantage!r} needs group_size >= 2; got {self.group_size}")
+            check_positive_int(name, getattr(self, name))
+        estimator = advantage_estimator(self.advantage)
+        if self.group_size < estimator.min_group_size:
+            raise ValueError(
+                f"advantage={self.advantage!r} needs group_size >= {estimator.min_group_size}; got {self.group_size}"
+            )
         if (self.n_prompts * self.group_size) % self.n_minibatches:
             raise ValueError("n_minibatches must divide n_prompts * group_size")
         for name in ("gamma", "lam_actor", "lam_critic"):
             value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1]; got {value}")
+            if value is not None:
+                check_unit_interval(name, value)
         if self.adaptive_lam_alpha is not None and not self.adaptive_lam_alpha > 0:
             raise ValueError(f"adaptive_lam_alpha must be positive; got {self.adaptive_lam_alpha}")
-        if self.kl_coef < 0:
-            raise ValueError(f"kl_coef must be non-negative; got {self.kl_coef}")
-        if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"kl_estimator must be 'k1' or 'k3'; got {self.kl_estimator!r}")
-        if self.value_pretrain_steps < 0:
-            raise ValueError(f"value_pretrain_steps must be non-negative; got {self.value_pretrain_steps}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be positive; got {self.max_new_tokens}")
+        for name in ("kl_coef", "vf_coef", "ent_coef", "value_pretrain_steps"):
+            check_non_negative(name, getattr(self, name))
+        check_choice("kl_estimator", self.kl_estimator, ("k1", "k3"))
+        if self.max_new_tokens is not None:
+            check_positive_int("max_new_tokens", self.max_new_tokens)
 
     @property
     def batch_size(self) -> int:
@@ -129,14 +148,16 @@ class LMPPOConfig:
 
 @dataclass
 class LMHistory:
-    """What :func:`train` measured, one entry per iteration; float ``(iterations,)`` CPU tensors.
+    """What :func:`finetune` measured, one entry per iteration; float ``(iterations,)`` CPU tensors.
 
     ``reward`` is the mean score (exact match minus the truncation penalty), ``accuracy`` the
     fraction of exact matches, ``kl`` the mean over responses of ``Σ_t k1_t`` (an unbiased
     estimate of the sequence-level ``KL(π ‖ π_ref)``), ``length`` the mean number of valid
     tokens, ``truncated`` the fraction of responses without EOS. The loss statistics are means
-    over the iteration's minibatches; ``value_loss`` and ``explained_variance`` (of the critic's
-    targets, before the update) are NaN without a critic.
+    over the iteration's minibatches. ``explained_variance`` is
+    :func:`gaebook.reductions.explained_variance` of the critic's targets by its values over the
+    batch's valid tokens, before the update (NaN if the targets did not vary). ``value_loss`` and
+    ``explained_variance`` are NaN without a critic.
     """
 
     reward: Tensor
@@ -153,14 +174,14 @@ class LMHistory:
 
 
 @dataclass(frozen=True)
-class Rollout:
-    """One batch of prompts, responses and their rewards; tensors on the policy's device.
+class ScoredResponses:
+    """One batch of prompts, the policy's sampled responses, their scores and token rewards.
 
-    ``prompts`` long ``(B, P)`` (left-padded), ``samples`` the :class:`~gaebook.lm.Samples`
-    ``(B, T)``, ``correct`` float ``(B,)`` exact matches, ``scores`` ``(B,)`` after the
-    truncation penalty, ``ref_log_probs`` ``(B, T)`` the reference's log-probs of the sampled
-    tokens, ``rewards`` ``(B, T)`` the token rewards; ``texts`` the prompts and ``responses`` the
-    decoded responses.
+    Tensors are on the policy's device: ``prompts`` long ``(B, P)`` (left-padded), ``samples``
+    the :class:`~gaebook.lm.Samples` ``(B, T)``, ``correct`` float ``(B,)`` exact matches,
+    ``scores`` ``(B,)`` after the truncation penalty, ``ref_log_probs`` ``(B, T)`` the
+    reference's log-probs of the sampled tokens, ``rewards`` ``(B, T)`` the token rewards;
+    ``texts`` are the prompts and ``responses`` the decoded responses.
     """
 
     texts: list[str]
@@ -173,8 +194,149 @@ class Rollout:
     rewards: Tensor
 
 
+class TokenAdvantages(NamedTuple):
+    """What an advantage estimator returns: ``advantages`` float ``(B, T)``, 0 at masked positions,
+    and ``returns`` ``(B, T)``, the critic's targets, or ``None`` for an estimator without a critic."""
+
+    advantages: Tensor
+    returns: Tensor | None
+
+
+AdvantageFn = Callable[[ScoredResponses, Tensor | None, LMPPOConfig], TokenAdvantages]
+"""``fn(batch, values, config)``: ``values`` are the critic's ``(B, T)``, ``None`` without a critic."""
+
+
+@dataclass(frozen=True)
+class AdvantageEstimator:
+    """An entry of :data:`ADVANTAGE_ESTIMATORS`: how to compute step 3 of :func:`finetune`.
+
+    ``uses_critic`` says whether :func:`finetune` trains a critic and passes its values to
+    ``fn``; ``min_group_size`` is the least ``group_size`` the estimator accepts; ``summary`` is
+    one line for the documentation.
+    """
+
+    name: str
+    fn: AdvantageFn
+    uses_critic: bool
+    min_group_size: int
+    summary: str
+
+
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+"""The advantage estimators :class:`LMPPOConfig` accepts, by name; the configuration's check, the
+documentation and :func:`finetune` all read this table. Add one with
+:func:`register_advantage_estimator`."""
+
+
+def register_advantage_estimator(
+    name: str, *, summary: str, uses_critic: bool = False, min_group_size: int = 1
+) -> Callable[[AdvantageFn], AdvantageFn]:
+    """Decorator: add ``fn`` to :data:`ADVANTAGE_ESTIMATORS` under ``name`` (see :class:`AdvantageEstimator`)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string; got {name!r}")
+    if name in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"name {name!r} is already registered")
+    check_positive_int("min_group_size", min_group_size)
+
+    def register(fn: AdvantageFn) -> AdvantageFn:
+        ADVANTAGE_ESTIMATORS[name] = AdvantageEstimator(name, fn, uses_critic, min_group_size, summary)
+        return fn
+
+    return register
+
+
+def advantage_estimator(advantage: str) -> AdvantageEstimator:
+    """The entry of :data:`ADVANTAGE_ESTIMATORS` named ``advantage``; ``ValueError`` if there is none."""
+    check_choice("advantage", advantage, ADVANTAGE_ESTIMATORS)
+    return ADVANTAGE_ESTIMATORS[advantage]
+
+
+@register_advantage_estimator(
+    "gae",
+    uses_critic=True,
+    summary="GAE over the response mask with the critic's values: λ = ``lam_actor`` (or the length-adaptive λ) "
+    "for the advantages, ``lam_critic`` for the critic's λ-return targets.",
+)
+def _gae(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> TokenAdvantages:
+    if values is None:
+        raise ValueError("values must be the critic's values (B, T) for advantage='gae'; got None")
+    s, mask = batch.samples, batch.samples.mask
+    next_values = next_valid_values(values, mask)  # 0 after the last token: EOS is terminal
+    terminated = torch.zeros_like(mask)
+    lam = config.lam_actor if config.adaptive_lam_alpha is None else adaptive_lam(s.lengths, config.adaptive_lam_alpha)
+    lam_critic = config.lam_actor if config.lam_critic is None else config.lam_critic
+    advantages, returns = gae(
+        batch.rewards, values, next_values, terminated, gamma=config.gamma, lam=lam, mask=mask, check_finite=False
+    )
+    if not (isinstance(lam, float) and lam == lam_critic):
+        _, returns = gae(
+            batch.rewards,
+            values,
+            next_values,
+            terminated,
+            gamma=config.gamma,
+            lam=lam_critic,
+            mask=mask,
+            check_finite=False,
+        )
+    if config.whiten_advantages:
+        advantages = masked_whiten(advantages, mask)
+    return TokenAdvantages(advantages, returns)
+
+
+@register_advantage_estimator(
+    "grpo",
+    min_group_size=2,
+    summary="GRPO: each response's return minus its group's mean, over the group's standard deviation, "
+    "on every token (:func:`gaebook.token_mdp.grpo_advantages`).",
+)
+def _grpo(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> TokenAdvantages:
+    # one number per response (score − β·ΣKL), broadcast over its tokens
+    per_response = grpo_advantages(batch.rewards.sum(1), config.group_size)
+    return TokenAdvantages(per_response.unsqueeze(1) * batch.samples.mask, None)
+
+
+@register_advantage_estimator(
+    "rloo",
+    min_group_size=2,
+    summary="REINFORCE leave-one-out: each response's return minus the mean of the others in its group, "
+    "on every token (:func:`gaebook.token_mdp.rloo_advantages`).",
+)
+def _rloo(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> TokenAdvantages:
+    per_response = rloo_advantages(batch.rewards.sum(1), config.group_size)
+    return TokenAdvantages(per_response.unsqueeze(1) * batch.samples.mask, None)
+
+
+@register_advantage_estimator(
+    "reinforce++",
+    summary="REINFORCE++: the token-level return-to-go, whitened over the batch "
+    "(:func:`gaebook.token_mdp.reinforce_pp_advantages`).",
+)
+def _reinforce_pp(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> TokenAdvantages:
+    return TokenAdvantages(reinforce_pp_advantages(batch.rewards, batch.samples.mask), None)
+
+
+def _estimators_doc() -> str:
+    """The list of :data:`ADVANTAGE_ESTIMATORS` that ends :class:`LMPPOConfig`'s documentation."""
+    lines = []
+    for e in ADVANTAGE_ESTIMATORS.values():
+        notes = [
+            *(["trains a critic"] if e.uses_critic else []),
+            *([f"group_size ≥ {e.min_group_size}"] if e.min_group_size > 1 else []),
+        ]
+        lines.append(f"    * ``{e.name!r}``{' (' + '; '.join(notes) + ')' if notes else ''}: {e.summary}")
+    return "\n    The advantage estimators of :data:`ADVANTAGE_ESTIMATORS`:\n\n" + "\n".join(lines) + "\n"
+
+
+LMPPOConfig.__doc__ = (LMPPOConfig.__doc__ or "") + _estimators_doc()
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
-def rollout(
+def sample_and_score(
     policy: TinyGPT,
     reference: TinyGPT,
     task: Task,
@@ -182,9 +344,9 @@ def rollout(
     config: LMPPOConfig,
     *,
     generator: torch.Generator,
-) -> Rollout:
-    """Steps 1 and 2 of an iteration: sample ``config.batch_size`` responses and reward them."""
-    device = policy.head.weight.device
+) -> ScoredResponses:
+    """Steps 1 and 2 of an iteration: sample ``config.batch_size`` responses, score and reward them."""
+    device = _device(policy)
     texts = [p for p in task.prompts(config.n_prompts, generator=generator) for _ in range(config.group_size)]
     prompts = tok.batch(texts, eos=False, pad="left").to(device)
     max_new = config.max_new_tokens or task.max_new_tokens
@@ -195,7 +357,7 @@ def rollout(
     ref_log_probs, _ = sequence_log_probs(reference, prompts, s.tokens, temperature=config.temperature)
     kl = kl_penalty(s.log_probs, ref_log_probs, estimator=config.kl_estimator).masked_fill(~s.mask, 0.0)
     rewards = token_rewards(scores, s.mask, kl, kl_coef=config.kl_coef)
-    return Rollout(texts, responses, prompts, s, correct, scores, ref_log_probs, rewards)
+    return ScoredResponses(texts, responses, prompts, s, correct, scores, ref_log_probs, rewards)
 
 
 def _pretrain_critic(
@@ -210,12 +372,12 @@ def _pretrain_critic(
 ) -> None:
     """Fit the critic to Monte Carlo returns of the initial policy (VC-PPO's value pretraining)."""
     for _ in range(config.value_pretrain_steps):
-        r = rollout(policy, reference, task, tok, config, generator=generator)
-        mask = r.samples.mask
-        returns = discounted_returns(r.rewards, torch.zeros_like(mask), gamma=config.gamma, check_finite=False)
+        batch = sample_and_score(policy, reference, task, tok, config, generator=generator)
+        mask = batch.samples.mask
+        returns = discounted_returns(batch.rewards, torch.zeros_like(mask), gamma=config.gamma, check_finite=False)
         order = torch.randperm(config.batch_size, generator=generator, device=generator.device).to(mask.device)
         for idx in order.chunk(config.n_minibatches):
-            values = response_values(critic, r.prompts[idx], r.samples.tokens[idx])
+            values = response_values(critic, batch.prompts[idx], batch.samples.tokens[idx])
             loss = 0.5 * masked_mean((values - returns[idx]) ** 2, mask[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -223,7 +385,7 @@ def _pretrain_critic(
             optimizer.step()
 
 
-def train(
+def finetune(
     policy: TinyGPT,
     task: Task,
     tok: CharTokenizer,
@@ -242,84 +404,58 @@ def train(
         tok: the tokenizer of ``task.alphabet``.
         config: :class:`LMPPOConfig`.
         generator: all the randomness (prompts, sampling, minibatch order).
-        critic: for ``advantage="gae"``; ``None`` makes :meth:`ValueModel.from_policy` of ``policy``.
-            Trained in place.
+        critic: for an estimator that uses one (``advantage="gae"``); ``None`` makes
+            :meth:`ValueModel.from_policy` of ``policy``. Trained in place; ignored by the
+            estimators without a critic.
         reference: the frozen reference policy of the KL penalty; ``None`` freezes a copy of
             ``policy`` as it is now.
         progress: show a tqdm bar.
     """
-    uses_critic = config.advantage == "gae"
-    reference = frozen_copy(policy) if reference is None else reference
-    if uses_critic and critic is None:
+    estimator = advantage_estimator(config.advantage)
+    frozen = frozen_copy(policy) if reference is None else reference
+    if not isinstance(frozen, TinyGPT):
+        raise TypeError(f"reference must be a TinyGPT; got {type(frozen).__name__}")
+    if not estimator.uses_critic:
+        critic = None
+    elif critic is None:
         critic = ValueModel.from_policy(policy)
     groups = [{"params": list(policy.parameters()), "lr": config.lr}]
-    if uses_critic:
+    if critic is not None:
         groups.append({"params": list(critic.parameters()), "lr": config.critic_lr})
     optimizer = torch.optim.Adam(groups, eps=1e-5)
-    if uses_critic and config.value_pretrain_steps:
-        _pretrain_critic(policy, reference, critic, optimizer, task, tok, config, generator)
-    lam_critic = config.lam_actor if config.lam_critic is None else config.lam_critic
+    if critic is not None and config.value_pretrain_steps:
+        _pretrain_critic(policy, frozen, critic, optimizer, task, tok, config, generator)
     columns: dict[str, list[Tensor]] = {f.name: [] for f in fields(LMHistory)}
     nan = torch.tensor(math.nan)
 
     bar = tqdm(range(config.iterations), desc=f"PPO ({config.advantage})", disable=not progress, unit="it")
     for _ in bar:
         # 1-2. sample responses, score them, per-token rewards (−β·KL, score on the last token)
-        r = rollout(policy, reference, task, tok, config, generator=generator)
-        s, mask = r.samples, r.samples.mask
+        batch = sample_and_score(policy, frozen, task, tok, config, generator=generator)
+        s, mask = batch.samples, batch.samples.mask
 
         # 3. advantages (and the critic's targets)
         with torch.no_grad():
-            if uses_critic:
-                values = response_values(critic, r.prompts, s.tokens)
-                next_values = next_valid_values(values, mask)  # 0 after the last token: EOS is terminal
-                terminated = torch.zeros_like(mask)
-                lam = (
-                    config.lam_actor
-                    if config.adaptive_lam_alpha is None
-                    else adaptive_lam(s.lengths, config.adaptive_lam_alpha)
-                )
-                advantages, returns = gae(
-                    r.rewards,
-                    values,
-                    next_values,
-                    terminated,
-                    gamma=config.gamma,
-                    lam=lam,
-                    mask=mask,
-                    check_finite=False,
-                )
-                if not (isinstance(lam, float) and lam == lam_critic):
-                    _, returns = gae(
-                        r.rewards,
-                        values,
-                        next_values,
-                        terminated,
-                        gamma=config.gamma,
-                        lam=lam_critic,
-                        mask=mask,
-                        check_finite=False,
-                    )
-                if config.whiten_advantages:
-                    advantages = masked_whiten(advantages, mask)
-            else:
-                values = returns = torch.zeros_like(r.rewards)
-                if config.advantage == "reinforce++":
-                    advantages = reinforce_pp_advantages(r.rewards, mask)
-                else:  # one number per response (score − β·ΣKL), broadcast over its tokens
-                    estimator = grpo_advantages if config.advantage == "grpo" else rloo_advantages
-                    advantages = estimator(r.rewards.sum(1), config.group_size).unsqueeze(1) * mask
+            values = response_values(critic, batch.prompts, s.tokens) if critic is not None else None
+            advantages, returns = estimator.fn(batch, values, config)
+        # without a critic, ppo_loss regresses zeros on zeros: no gradient, and no value loss recorded
+        old_values = torch.zeros_like(batch.rewards) if values is None else values
+        targets = old_values if returns is None else returns
 
         # 4. update: n_epochs passes over the responses in shuffled minibatches
-        sums: dict[str, Tensor] = {}
+        stats = RunningMeans()
         for _ in range(config.n_epochs):
             order = torch.randperm(config.batch_size, generator=generator, device=generator.device).to(mask.device)
             for idx in order.chunk(config.n_minibatches):
                 log_probs, entropy = sequence_log_probs(
-                    policy, r.prompts[idx], s.tokens[idx], temperature=config.temperature
+                    policy, batch.prompts[idx], s.tokens[idx], temperature=config.temperature
                 )
-                new_values = response_values(critic, r.prompts[idx], s.tokens[idx]) if uses_critic else values[idx]
-                loss, stats = ppo_loss(
+                new_values = (
+                    response_values(critic, batch.prompts[idx], s.tokens[idx])
+                    if critic is not None
+                    else old_values[idx]
+                )
+                loss, update_stats = ppo_loss(
                     *(
                         x.unsqueeze(0)
                         for x in (
@@ -327,14 +463,14 @@ def train(
                             s.log_probs[idx],
                             advantages[idx],
                             new_values,
-                            values[idx],
-                            returns[idx],
+                            old_values[idx],
+                            targets[idx],
                             entropy,
                         )
                     ),
                     clip_coef=config.clip_coef,
                     clip_vloss=config.clip_vloss,
-                    vf_coef=1.0,
+                    vf_coef=config.vf_coef,
                     ent_coef=config.ent_coef,
                     mask=mask[idx].unsqueeze(0),
                 )
@@ -343,25 +479,22 @@ def train(
                 for group in optimizer.param_groups:
                     torch.nn.utils.clip_grad_norm_(group["params"], config.max_grad_norm)
                 optimizer.step()
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0) + v.squeeze(0)
+                stats.add({k: v.squeeze(0) for k, v in update_stats.items()})
 
         # 5. history
-        n_updates = config.n_epochs * config.n_minibatches
-        for k, v in sums.items():
-            columns[k].append(v / n_updates)
-        if uses_critic:
-            residual_var = masked_mean((returns - values - masked_mean(returns - values, mask)) ** 2, mask)
-            returns_var = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
-            columns["explained_variance"].append(1 - residual_var / returns_var.clamp_min(1e-8))
-        else:
-            columns["value_loss"][-1] = nan
-            columns["explained_variance"].append(nan)
-        columns["reward"].append(r.scores.mean())
-        columns["accuracy"].append(r.correct.mean())
-        columns["kl"].append(((s.log_probs - r.ref_log_probs) * mask).sum(1).mean())
-        columns["length"].append(s.lengths.float().mean())
-        columns["truncated"].append(s.truncated.float().mean())
+        means = stats.means()
+        row = {
+            **means,
+            "value_loss": means["value_loss"] if critic is not None else nan,
+            "explained_variance": explained_variance(old_values, targets, mask) if critic is not None else nan,
+            "reward": batch.scores.mean(),
+            "accuracy": batch.correct.mean(),
+            "kl": ((s.log_probs - batch.ref_log_probs) * mask).sum(1).mean(),
+            "length": s.lengths.float().mean(),
+            "truncated": s.truncated.float().mean(),
+        }
+        for k, v in row.items():
+            columns[k].append(v)
         if progress:
             bar.set_postfix(reward=f"{columns['reward'][-1].item():.2f}", kl=f"{columns['kl'][-1].item():.2f}")
 
@@ -369,7 +502,7 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(
+def answer_prompts(
     policy: TinyGPT,
     task: Task,
     tok: CharTokenizer,
@@ -384,8 +517,7 @@ def evaluate(
     ``greedy`` takes the most likely token at every step; otherwise responses are sampled.
     ``max_new_tokens=None`` takes the task's budget.
     """
-    device = policy.head.weight.device
-    batch = tok.batch(list(prompts), eos=False, pad="left").to(device)
+    batch = tok.batch(list(prompts), eos=False, pad="left").to(_device(policy))
     s = sample(policy, batch, max_new_tokens=max_new_tokens or task.max_new_tokens, generator=generator, greedy=greedy)
     responses = [tok.decode(t) for t in s.tokens.cpu()]
     return task.reward(prompts, responses), responses

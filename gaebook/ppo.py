@@ -16,9 +16,9 @@ episode bootstraps from. :class:`gaebook.envs.CartPole` is one;
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
@@ -27,8 +27,23 @@ from tqdm import tqdm
 from gaebook.advantages import discounted_returns, gae
 from gaebook.envs import VectorEnv
 from gaebook.networks import ActorCritic
+from gaebook.reductions import explained_variance_per_agent, mean_per_agent
+from gaebook.training import RunningMeans, check_choice, check_non_negative, check_positive_int, check_unit_interval
 
-__all__ = ["History", "PPOConfig", "evaluate", "ppo_loss", "train"]
+__all__ = [
+    "EVAL_CHECK_EVERY",
+    "History",
+    "Minibatch",
+    "PPOConfig",
+    "Transitions",
+    "evaluate",
+    "ppo_loss",
+    "train",
+]
+
+
+CriticTarget = Literal["lambda_return", "monte_carlo"]
+CRITIC_TARGETS: tuple[str, ...] = get_args(CriticTarget)
 
 
 @dataclass(frozen=True)
@@ -36,8 +51,10 @@ class PPOConfig:
     """Hyperparameters; the defaults are CleanRL's for classic control.
 
     ``lam`` may be a tensor of shape ``(G,)``: one λ per agent. ``critic_target`` chooses what the
-    critic regresses on: the λ-return (``advantages + values``, the consistent choice) or the
-    Monte Carlo return without bootstrap (what seed 003's ``compute_returns`` does).
+    critic regresses on: the λ-return (``advantages + values``, the consistent choice) or
+    ``"monte_carlo"``, the discounted sum of the rewards in the batch, cut without bootstrap at
+    every episode end and at the end of the rollout (:func:`gaebook.discounted_returns`), a
+    target that chapter 5 shows to be biased low.
     """
 
     n_envs: int = 4
@@ -55,19 +72,29 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     norm_adv: bool = True
-    critic_target: Literal["lambda_return", "monte_carlo"] = "lambda_return"
+    critic_target: CriticTarget = "lambda_return"
 
     def __post_init__(self) -> None:
         for name in ("n_envs", "n_steps", "total_steps", "n_epochs", "n_minibatches"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
+            check_positive_int(name, getattr(self, name))
+        for name in ("lr", "clip_coef", "ent_coef", "vf_coef", "max_grad_norm"):
+            check_non_negative(name, getattr(self, name))
+        check_unit_interval("gamma", self.gamma)
+        if not isinstance(self.lam, Tensor):
+            check_unit_interval("lam", self.lam)
+        elif self.lam.ndim != 1:
+            raise ValueError(
+                f"lam must be a number or a (G,) tensor, one λ per agent; got shape {tuple(self.lam.shape)}"
+            )
+        elif not bool(((self.lam >= 0) & (self.lam <= 1)).all()):
+            raise ValueError(
+                f"lam must lie in [0, 1]; got a tensor from {self.lam.min().item()} to {self.lam.max().item()}"
+            )
+        check_choice("critic_target", self.critic_target, CRITIC_TARGETS)
         if self.total_steps < self.n_envs * self.n_steps:
             raise ValueError("total_steps must cover at least one rollout of n_envs * n_steps steps")
         if (self.n_envs * self.n_steps) % self.n_minibatches:
             raise ValueError("n_minibatches must divide n_envs * n_steps")
-        if self.critic_target not in ("lambda_return", "monte_carlo"):
-            raise ValueError(f"critic_target must be 'lambda_return' or 'monte_carlo'; got {self.critic_target!r}")
 
     @property
     def n_iterations(self) -> int:
@@ -81,7 +108,9 @@ class History:
     ``episode_return`` is the mean return of the episodes that ended during the iteration
     (NaN if none did); the loss statistics are means over the iteration's minibatches.
     All per-agent fields have shape ``(G, n_iterations)``; ``env_steps`` is ``(n_iterations,)``,
-    the environment steps per agent so far.
+    the environment steps per agent so far. ``explained_variance`` is each agent's
+    :func:`gaebook.reductions.explained_variance_per_agent` of the critic's targets by its values
+    before the update (NaN for an agent whose targets did not vary).
     """
 
     env_steps: Tensor
@@ -92,15 +121,39 @@ class History:
     approx_kl: Tensor
     clip_fraction: Tensor
     explained_variance: Tensor
-    extra: dict[str, Tensor] = field(default_factory=dict)
 
 
-def _mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean over every dimension but the first (the agents); a masked mean with ``mask``."""
-    dims = tuple(range(1, x.ndim))
-    if mask is None:
-        return x.mean(dim=dims)
-    return (x * mask).sum(dim=dims) / mask.sum(dim=dims).clamp_min(1)
+class Transitions(NamedTuple):
+    """The experience of one iteration: every field ``(G, n_envs, n_steps, ...)``, time third.
+
+    ``obs`` the observations the actions were taken in, ``final_obs`` the observations the steps
+    reached (before any reset: what a truncated episode bootstraps from); ``actions``,
+    ``log_probs`` and ``values`` the agent's when it acted.
+    """
+
+    obs: Tensor
+    actions: Tensor
+    log_probs: Tensor
+    values: Tensor
+    rewards: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    final_obs: Tensor
+
+
+class Minibatch(NamedTuple):
+    """What one gradient step uses: every field ``(G, n, ...)``, ``n`` samples per agent."""
+
+    obs: Tensor
+    actions: Tensor
+    log_probs: Tensor
+    values: Tensor
+    advantages: Tensor
+    returns: Tensor
+
+    def select(self, index: Tensor) -> Minibatch:
+        """The samples ``index`` (long ``(n,)``) of every agent."""
+        return Minibatch(*(x[:, index] for x in self))
 
 
 def ppo_loss(
@@ -129,26 +182,26 @@ def ppo_loss(
     log_ratio = log_probs - old_log_probs
     ratio = log_ratio.exp()
     surrogate = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
-    policy_loss = _mean(surrogate, mask)
+    policy_loss = mean_per_agent(surrogate, mask)
     value_error = (values - returns) ** 2
     if clip_vloss:
         clipped = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
         value_error = torch.max(value_error, (clipped - returns) ** 2)
-    value_loss = 0.5 * _mean(value_error, mask)
-    entropy_mean = _mean(entropy, mask)
+    value_loss = 0.5 * mean_per_agent(value_error, mask)
+    entropy_mean = mean_per_agent(entropy, mask)
     loss = policy_loss + vf_coef * value_loss - ent_coef * entropy_mean
     with torch.no_grad():
         stats = {
             "policy_loss": policy_loss.detach(),
             "value_loss": value_loss.detach(),
             "entropy": entropy_mean.detach(),
-            "approx_kl": _mean((ratio - 1) - log_ratio, mask),
-            "clip_fraction": _mean(((ratio - 1).abs() > clip_coef).to(ratio.dtype), mask),
+            "approx_kl": mean_per_agent((ratio - 1) - log_ratio, mask),
+            "clip_fraction": mean_per_agent(((ratio - 1).abs() > clip_coef).to(ratio.dtype), mask),
         }
     return loss, stats
 
 
-def _clip_grad_norm_per_agent(params: list[Tensor], max_norm: float) -> None:
+def _clip_grad_norm_per_agent(params: Sequence[Tensor], max_norm: float) -> None:
     """Scale each agent's gradient (the slices ``[g]`` of every parameter) to norm ``≤ max_norm``."""
     grads = [p.grad for p in params if p.grad is not None]
     sq = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0)
@@ -189,7 +242,7 @@ def train(
     batch = config.n_envs * config.n_steps
     minibatch = batch // config.n_minibatches
     episode_return = torch.zeros(n_agents, config.n_envs, device=device)
-    columns: dict[str, list[Tensor]] = {k: [] for k in History.__dataclass_fields__ if k not in ("env_steps", "extra")}
+    columns: dict[str, list[Tensor]] = {f.name: [] for f in fields(History) if f.name != "env_steps"}
 
     bar = tqdm(range(config.n_iterations), desc="PPO", disable=not progress, unit="it")
     for iteration in bar:
@@ -197,64 +250,65 @@ def train(
             optimizer.param_groups[0]["lr"] = config.lr * (1 - iteration / config.n_iterations)
 
         # 1. collect: n_steps steps of every environment, time last
-        steps: dict[str, list[Tensor]] = {
-            k: [] for k in ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated", "final_obs")
-        }
+        steps: list[Transitions] = []
         finished_sum = torch.zeros(n_agents, device=device)
         finished_count = torch.zeros(n_agents, device=device)
         for _ in range(config.n_steps):
             actions, log_probs, values = agent.act(obs, generator=generator)
             next_obs, rewards, terminated, truncated, final_obs = env.step(actions, check_actions=False)
-            for key, value in zip(
-                steps, (obs, actions, log_probs, values, rewards, terminated, truncated, final_obs), strict=True
-            ):
-                steps[key].append(value)
+            steps.append(Transitions(obs, actions, log_probs, values, rewards, terminated, truncated, final_obs))
             episode_return += rewards
             done = terminated | truncated
             finished_sum += (episode_return * done).sum(-1)
             finished_count += done.sum(-1)
             episode_return = episode_return.masked_fill(done, 0.0)
             obs = next_obs
-        r = {k: torch.stack(v, dim=2) for k, v in steps.items()}  # (G, n_envs, n_steps, ...)
+        r = Transitions(*(torch.stack(xs, dim=2) for xs in zip(*steps, strict=True)))
 
         # 2. advantages and returns: bootstrap every step from the state it reached
         with torch.no_grad():
-            next_values = agent.value(r["final_obs"])
+            next_values = agent.value(r.final_obs)
             advantages, returns = gae(
-                r["rewards"],
-                r["values"],
+                r.rewards,
+                r.values,
                 next_values,
-                r["terminated"],
-                r["truncated"],
+                r.terminated,
+                r.truncated,
                 gamma=config.gamma,
                 lam=lam,
                 check_finite=False,
             )
             if config.critic_target == "monte_carlo":
                 returns = discounted_returns(
-                    r["rewards"], r["terminated"], r["truncated"], gamma=config.gamma, check_finite=False
+                    r.rewards, r.terminated, r.truncated, gamma=config.gamma, check_finite=False
                 )
 
         # 3. update: n_epochs passes over the batch in shuffled minibatches
-        flat = {k: v.flatten(1, 2) for k, v in r.items() if k != "final_obs"}
-        flat["advantages"], flat["returns"] = advantages.flatten(1), returns.flatten(1)
-        sums: dict[str, Tensor] = {}
+        flat = Minibatch(
+            obs=r.obs.flatten(1, 2),
+            actions=r.actions.flatten(1, 2),
+            log_probs=r.log_probs.flatten(1, 2),
+            values=r.values.flatten(1, 2),
+            advantages=advantages.flatten(1),
+            returns=returns.flatten(1),
+        )
+        stats = RunningMeans()
         for _ in range(config.n_epochs):
             # one minibatch is the whole batch, whose gradient does not depend on the order
             order = torch.randperm(batch, generator=generator, device=device) if config.n_minibatches > 1 else None
             for start in range(0, batch, minibatch):
-                mb = flat if order is None else {k: v[:, order[start : start + minibatch]] for k, v in flat.items()}
-                log_probs, entropy, values = agent.log_prob_entropy(mb["obs"], mb["actions"])
-                adv = mb["advantages"]
+                mb = flat if order is None else flat.select(order[start : start + minibatch])
+                log_probs, entropy, values = agent.log_prob_entropy(mb.obs, mb.actions)
+                adv = mb.advantages
                 if config.norm_adv:
                     adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
-                loss, stats = ppo_loss(
+                loss, update_stats = ppo_loss(
                     log_probs,
-                    mb["log_probs"],
+                    mb.log_probs,
                     adv,
                     values,
-                    mb["values"],
-                    mb["returns"],
+                    mb.values,
+                    mb.returns,
                     entropy,
                     clip_coef=config.clip_coef,
                     clip_vloss=config.clip_vloss,
@@ -265,13 +319,10 @@ def train(
                 loss.sum().backward()
                 _clip_grad_norm_per_agent(params, config.max_grad_norm)
                 optimizer.step()
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0) + v
-        n_updates = config.n_epochs * config.n_minibatches
-        for k, v in sums.items():
-            columns[k].append(v / n_updates)
-        residual = flat["returns"] - flat["values"]
-        columns["explained_variance"].append(1 - residual.var(1) / flat["returns"].var(1).clamp_min(1e-8))
+                stats.add(update_stats)
+        for k, v in stats.means().items():
+            columns[k].append(v)
+        columns["explained_variance"].append(explained_variance_per_agent(flat.values, flat.returns))
         columns["episode_return"].append(finished_sum / finished_count)  # NaN when no episode ended
         if progress and iteration % 10 == 0:
             bar.set_postfix(ret=f"{columns['episode_return'][-1].nanmean().item():.1f}")
@@ -282,23 +333,39 @@ def train(
     return History(env_steps=env_steps, **{k: torch.stack(v, dim=1).cpu() for k, v in columns.items()})
 
 
+EVAL_CHECK_EVERY = 50
+"""How many steps :func:`evaluate` runs between two checks of whether every episode has ended."""
+
+
 @torch.no_grad()
 def evaluate(
-    env: VectorEnv, agent: ActorCritic, *, max_steps: int, generator: torch.Generator, greedy: bool = True
+    env: VectorEnv,
+    agent: ActorCritic,
+    *,
+    max_steps: int,
+    generator: torch.Generator,
+    greedy: bool = True,
+    check_every: int = EVAL_CHECK_EVERY,
 ) -> Tensor:
     """Return of the first episode of every environment in ``env``: ``(G, n_envs)``.
 
     Runs until every environment has finished one episode or ``max_steps`` have passed; with
     ``greedy`` the policy takes its most likely action (its mean, for continuous actions).
+    Whether an episode is still running lives on the environments' device: every
+    ``check_every`` steps the host reads it (one synchronisation) and stops once none is, so
+    ``evaluate`` runs at most ``check_every − 1`` steps more than needed and never syncs in
+    between.
     """
+    check_positive_int("max_steps", max_steps)
+    check_positive_int("check_every", check_every)
     obs = env.reset()
     total = torch.zeros(obs.shape[:2], device=obs.device)
     running = torch.ones(obs.shape[:2], dtype=torch.bool, device=obs.device)
-    for step in range(max_steps):
+    for step in range(1, max_steps + 1):
         actions, _, _ = agent.act(obs, generator=generator, greedy=greedy)
         obs, rewards, terminated, truncated, _ = env.step(actions, check_actions=False)
         total += rewards * running
         running &= ~(terminated | truncated)
-        if step % 50 == 49 and not bool(running.any()):
+        if step % check_every == 0 and not bool(running.any()):
             break
     return total

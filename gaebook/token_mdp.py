@@ -24,13 +24,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from gaebook.reductions import masked_whiten
+
 __all__ = [
     "adaptive_lam",
     "grpo_advantages",
     "kl_penalty",
     "last_valid_index",
-    "masked_mean",
-    "masked_whiten",
     "reinforce_pp_advantages",
     "rloo_advantages",
     "token_rewards",
@@ -137,38 +137,6 @@ def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_
     return rewards.scatter_add(1, last_valid_index(mask).unsqueeze(1), scores.unsqueeze(1))
 
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` over the positions where ``mask`` is ``True`` (0-d tensor; 0 if none are)."""
-    _check("x", x)
-    _check("mask", mask, dtype="bool")
-    _check_same_shape(x=x, mask=mask)
-    m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp_min(1)
-
-
-def masked_whiten(x: Tensor, mask: Tensor, *, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
-    """``(x − mean) / std`` with the statistics of the valid positions only; 0 at masked positions.
-
-    Padding must not enter the statistics: it would pull the mean toward 0 and shrink the
-    standard deviation by an amount that depends on how much padding the batch holds. The
-    variance is the unbiased one (as TRL's ``masked_whiten``). With ``shift_mean=False`` the mean
-    is added back (only the scale changes).
-
-    Args:
-        x: floating tensor, e.g. advantages ``(B, T)``.
-        mask: bool tensor of the same shape.
-        eps: added to the standard deviation.
-    """
-    mean = masked_mean(x, mask)
-    m = mask.to(x.dtype)
-    n = m.sum()
-    var = (((x - mean) ** 2) * m).sum() / (n - 1).clamp_min(1)
-    white = (x - mean) / (var.sqrt() + eps)
-    if not shift_mean:
-        white = white + mean
-    return white.masked_fill(~mask, 0.0)
-
-
 def adaptive_lam(lengths: Tensor, alpha: float) -> Tensor:
     """Length-adaptive GAE λ of VAPO (Yue et al., 2025): ``λ = 1 − 1/(α·l)``, clipped to ``[0, 1]``.
 
@@ -245,7 +213,7 @@ def reinforce_pp_advantages(rewards: Tensor, mask: Tensor) -> Tensor:
     ``A_t = Σ_{s ≥ t} r_s`` with ``γ = 1`` and the token rewards of :func:`token_rewards`
     (score on the last token, ``−β·KL_s`` on every token), so
     ``A_t = score − β·Σ_{s≥t} KL_s``; then ``(A − mean)/std`` over all valid tokens of the batch
-    (:func:`masked_whiten`), the global normalisation that replaces a critic's baseline.
+    (:func:`gaebook.reductions.masked_whiten`), the global normalisation that replaces a critic's baseline.
 
     Args:
         rewards: floating ``(B, T)``, zero at masked positions.

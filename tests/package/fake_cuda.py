@@ -161,7 +161,7 @@ ALLOWED = (
     ),
     Allowed(
         "gaebook.lm_ppo",
-        "rollout",
+        "sample_and_score",
         _COPY,
         "the tasks score text: once per iteration the prompts and rewards are uploaded and the responses read",
     ),
@@ -173,7 +173,7 @@ ALLOWED = (
     ),
     Allowed(
         "gaebook.lm_ppo",
-        "train",
+        "finetune",
         _COPY,
         "the LMHistory is returned on the CPU: one copy per entry, after the last iteration",
     ),

@@ -24,9 +24,9 @@ import torch
 from fake_cuda import Harness
 from torch import Tensor
 
-from gaebook import advantages, baselines, plotting, scan, token_mdp
+from gaebook import advantages, baselines, plotting, reductions, scan, token_mdp
 
-MODULES: tuple[ModuleType, ...] = (advantages, scan, token_mdp, baselines, plotting)
+MODULES: tuple[ModuleType, ...] = (advantages, scan, token_mdp, reductions, baselines, plotting)
 
 Put = Callable[[Tensor], Tensor]  # a CPU tensor to the device of the call
 Inputs = tuple[tuple[Any, ...], dict[str, Any]]
@@ -130,6 +130,11 @@ def masked_statistic(put: Put) -> Inputs:
     return (put(draws(4, 6, seed=0)), put(RESPONSE_MASK)), {}
 
 
+def masked_fit(put: Put) -> Inputs:
+    """Predictions and targets ``(4, 6)`` with the response mask: per agent, the 4 rows are agents."""
+    return (put(draws(4, 6, seed=0)), put(draws(4, 6, seed=1)), put(RESPONSE_MASK)), {}
+
+
 def adaptive_lam(put: Put) -> Inputs:
     return (put(LENGTHS),), {"alpha": 0.5}
 
@@ -174,8 +179,11 @@ EXAMPLES: dict[str, Example] = {
     "last_valid_index": Example(token_mdp.last_valid_index, last_valid_index),
     "truncation_penalty": Example(token_mdp.truncation_penalty, truncation_penalty),
     "token_rewards": Example(token_mdp.token_rewards, token_rewards),
-    "masked_mean": Example(token_mdp.masked_mean, masked_statistic),
-    "masked_whiten": Example(token_mdp.masked_whiten, masked_statistic),
+    "masked_mean": Example(reductions.masked_mean, masked_statistic),
+    "masked_whiten": Example(reductions.masked_whiten, masked_statistic),
+    "mean_per_agent": Example(reductions.mean_per_agent, masked_statistic),
+    "explained_variance": Example(reductions.explained_variance, masked_fit),
+    "explained_variance_per_agent": Example(reductions.explained_variance_per_agent, masked_fit),
     "adaptive_lam": Example(token_mdp.adaptive_lam, adaptive_lam),
     "grpo_advantages": Example(token_mdp.grpo_advantages, group_rewards),
     "rloo_advantages": Example(token_mdp.rloo_advantages, group_rewards),

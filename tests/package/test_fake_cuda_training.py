@@ -18,7 +18,7 @@ from fake_cuda import DeviceMismatch, Harness, HostSync
 from gaebook.envs import CartPole, Catch, Pendulum, VectorEnv
 from gaebook.lm import CharTokenizer, Samples, TinyGPT, sample
 from gaebook.lm_ppo import LMHistory, LMPPOConfig
-from gaebook.lm_ppo import train as lm_ppo_train
+from gaebook.lm_ppo import finetune as lm_ppo_finetune
 from gaebook.networks import ActorCritic
 from gaebook.ppo import History, PPOConfig, train
 from gaebook.tasks import Addition
@@ -96,7 +96,7 @@ def test_one_lm_ppo_iteration():
     policy = tiny_gpt(harness)
     config = LMPPOConfig(iterations=1, n_prompts=4, n_epochs=1, n_minibatches=2)
     history: LMHistory = harness.run(
-        lm_ppo_train, policy, TASK, TOKENIZER, config, generator=harness.generator(), progress=False
+        lm_ppo_finetune, policy, TASK, TOKENIZER, config, generator=harness.generator(), progress=False
     )
     harness.assert_on_device(list(policy.parameters()))
     assert history.reward.shape == (1,) and history.reward.device.type == "cpu"

@@ -8,8 +8,18 @@ import math
 import pytest
 import torch
 
+from gaebook import lm_ppo
 from gaebook.lm import CharTokenizer, TinyGPT, ValueModel, frozen_copy, pretrain
-from gaebook.lm_ppo import LMPPOConfig, evaluate, rollout, train
+from gaebook.lm_ppo import (
+    ADVANTAGE_ESTIMATORS,
+    LMPPOConfig,
+    TokenAdvantages,
+    advantage_estimator,
+    answer_prompts,
+    finetune,
+    register_advantage_estimator,
+    sample_and_score,
+)
 from gaebook.tasks import CreditProbe
 
 TASK = CreditProbe(2)
@@ -36,26 +46,41 @@ def pretrained(one_thread) -> TinyGPT:
     return model
 
 
+def snapshot(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def bit_identical(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
 def test_ppo_gae_improves_the_reward(pretrained):
     prompts = TASK.prompts(300, generator=torch.Generator().manual_seed(1))
-    before, _ = evaluate(pretrained, TASK, TOK, prompts, generator=torch.Generator().manual_seed(2))
+    before, _ = answer_prompts(pretrained, TASK, TOK, prompts, generator=torch.Generator().manual_seed(2))
     policy = copy.deepcopy(pretrained)
+    # a trainable copy: only finetune's own care can keep it from changing
+    reference = copy.deepcopy(pretrained)
+    reference_before = snapshot(reference)
     config = LMPPOConfig(iterations=15, n_prompts=32, lr=1e-3)
-    history = train(policy, TASK, TOK, config, generator=torch.Generator().manual_seed(3), progress=False)
-    after, _responses = evaluate(policy, TASK, TOK, prompts, generator=torch.Generator().manual_seed(2))
+    history = finetune(
+        policy, TASK, TOK, config, generator=torch.Generator().manual_seed(3), reference=reference, progress=False
+    )
+    after, _responses = answer_prompts(policy, TASK, TOK, prompts, generator=torch.Generator().manual_seed(2))
     assert before.mean() < 0.7, f"the pretrained policy should be imperfect; accuracy {before.mean():.2f}"
     assert after.mean() > before.mean() + 0.2, f"accuracy {before.mean():.2f} -> {after.mean():.2f}"
     assert history.reward.shape == (15,) and history.kl[-1] > 0
     assert all(torch.isfinite(getattr(history, f)).all() for f in ("value_loss", "explained_variance", "entropy"))
-    # the reference model was frozen at the start: the pretrained weights are untouched
-    assert not torch.equal(policy.head.weight, pretrained.head.weight)
+    # the reference of the KL penalty is untouched, bit for bit...
+    assert bit_identical(snapshot(reference), reference_before)
+    # ...while the policy, trained in place, changed
+    assert not bit_identical(snapshot(policy), snapshot(pretrained))
 
 
 @pytest.mark.parametrize("advantage", ["grpo", "rloo", "reinforce++"])
 def test_critic_free_estimators_run(pretrained, advantage):
     policy = copy.deepcopy(pretrained)
     config = LMPPOConfig(iterations=2, n_prompts=8, group_size=4, advantage=advantage)
-    history = train(policy, TASK, TOK, config, generator=torch.Generator().manual_seed(0), progress=False)
+    history = finetune(policy, TASK, TOK, config, generator=torch.Generator().manual_seed(0), progress=False)
     assert history.reward.shape == (2,) and torch.isnan(history.value_loss).all()
     assert torch.isfinite(history.policy_loss).all()
 
@@ -73,7 +98,7 @@ def test_options_run(pretrained):
         value_pretrain_steps=2,
         ent_coef=0.01,
     )
-    history = train(
+    history = finetune(
         policy,
         TASK,
         TOK,
@@ -87,9 +112,11 @@ def test_options_run(pretrained):
     assert math.isfinite(history.explained_variance[-1].item())
 
 
-def test_rollout_rewards(pretrained):
+def test_sample_and_score_rewards(pretrained):
     config = LMPPOConfig(n_prompts=16, group_size=2, kl_coef=0.5, truncation_penalty=2.0, max_new_tokens=3)
-    r = rollout(pretrained, frozen_copy(pretrained), TASK, TOK, config, generator=torch.Generator().manual_seed(0))
+    r = sample_and_score(
+        pretrained, frozen_copy(pretrained), TASK, TOK, config, generator=torch.Generator().manual_seed(0)
+    )
     assert r.texts[0] == r.texts[1] and len(r.responses) == 32
     torch.testing.assert_close(r.scores, r.correct - 2.0 * r.samples.truncated.float())
     # the policy is its own reference: no KL, so the rewards are the scores on the last tokens
@@ -97,15 +124,91 @@ def test_rollout_rewards(pretrained):
 
 
 def test_bad_config():
-    with pytest.raises(ValueError, match="needs group_size"):
+    with pytest.raises(ValueError, match="advantage='grpo' needs group_size >= 2; got 1"):
         LMPPOConfig(advantage="grpo")
-    with pytest.raises(ValueError, match="advantage must be"):
+    with pytest.raises(ValueError, match=r"advantage must be one of 'gae', 'grpo', 'rloo', 'reinforce\+\+'; got 'ppo'"):
         LMPPOConfig(advantage="ppo")
-    with pytest.raises(ValueError, match="lam_critic"):
+    with pytest.raises(ValueError, match=r"lam_critic must lie in \[0, 1\]; got 1\.5"):
         LMPPOConfig(lam_critic=1.5)
-    with pytest.raises(ValueError, match="n_minibatches"):
+    with pytest.raises(ValueError, match="n_minibatches must divide n_prompts"):
         LMPPOConfig(n_prompts=5, n_minibatches=2)
-    with pytest.raises(ValueError, match="kl_estimator"):
+    with pytest.raises(ValueError, match="kl_estimator must be one of 'k1', 'k3'; got 'k2'"):
         LMPPOConfig(kl_estimator="k2")
-    with pytest.raises(ValueError, match="iterations"):
+    with pytest.raises(ValueError, match="iterations must be a positive int; got 0"):
         LMPPOConfig(iterations=0)
+    with pytest.raises(ValueError, match="n_prompts must be a positive int; got True"):
+        LMPPOConfig(n_prompts=True)
+    with pytest.raises(ValueError, match=r"vf_coef must be a non-negative number; got -0\.5"):
+        LMPPOConfig(vf_coef=-0.5)
+    with pytest.raises(ValueError, match="max_new_tokens must be a positive int; got 0"):
+        LMPPOConfig(max_new_tokens=0)
+
+
+def test_vf_coef_weights_the_value_loss(pretrained):
+    """With vf_coef = 0 the value loss has no weight: the critic stays as it was; otherwise it trains."""
+
+    def critic_after(vf_coef: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        policy = copy.deepcopy(pretrained)
+        critic = ValueModel.from_policy(pretrained)
+        before = snapshot(critic)
+        config = LMPPOConfig(iterations=2, n_prompts=8, vf_coef=vf_coef)
+        finetune(policy, TASK, TOK, config, generator=torch.Generator().manual_seed(0), critic=critic, progress=False)
+        return before, snapshot(critic)
+
+    before, after = critic_after(0.0)
+    assert bit_identical(before, after)
+    before, after = critic_after(1.0)
+    assert not bit_identical(before, after)
+
+
+def test_finetune_passes_vf_coef_to_the_loss(pretrained, monkeypatch):
+    loss, seen = lm_ppo.ppo_loss, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["vf_coef"])
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(lm_ppo, "ppo_loss", spy)
+    config = LMPPOConfig(iterations=1, n_prompts=8, vf_coef=0.25)
+    finetune(copy.deepcopy(pretrained), TASK, TOK, config, generator=torch.Generator().manual_seed(0), progress=False)
+    assert seen == [0.25] * (config.n_epochs * config.n_minibatches)
+
+
+def test_the_estimator_table_drives_validation_documentation_and_dispatch(pretrained, monkeypatch):
+    assert set(ADVANTAGE_ESTIMATORS) == {"gae", "grpo", "rloo", "reinforce++"}
+    for name, estimator in ADVANTAGE_ESTIMATORS.items():
+        assert f"``{name!r}``" in (LMPPOConfig.__doc__ or ""), f"{name} is missing from LMPPOConfig's documentation"
+        assert advantage_estimator(name) is estimator
+    assert advantage_estimator("gae").uses_critic and not advantage_estimator("rloo").uses_critic
+    assert advantage_estimator("grpo").min_group_size == 2
+
+    # a new entry is accepted by the configuration and called by finetune; zero advantages leave
+    # the policy where it was (no entropy bonus, no critic)
+    monkeypatch.setattr(lm_ppo, "ADVANTAGE_ESTIMATORS", dict(ADVANTAGE_ESTIMATORS))
+    calls = []
+
+    @register_advantage_estimator("zero", summary="no advantage at all", min_group_size=3)
+    def zero(batch, values, config):
+        calls.append(values)
+        return TokenAdvantages(torch.zeros_like(batch.rewards), None)
+
+    assert "zero" in lm_ppo.ADVANTAGE_ESTIMATORS and "zero" not in ADVANTAGE_ESTIMATORS
+    with pytest.raises(ValueError, match=r"advantage='zero' needs group_size >= 3; got 2"):
+        LMPPOConfig(advantage="zero", group_size=2)
+    policy = copy.deepcopy(pretrained)
+    config = LMPPOConfig(iterations=2, n_prompts=4, group_size=3, advantage="zero")
+    history = finetune(policy, TASK, TOK, config, generator=torch.Generator().manual_seed(0), progress=False)
+    assert calls == [None, None], "finetune calls the entry once per iteration, without critic values"
+    assert bit_identical(snapshot(policy), snapshot(pretrained))
+    assert torch.isnan(history.value_loss).all() and torch.isnan(history.explained_variance).all()
+
+
+def test_estimator_table_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"advantage must be one of 'gae', 'grpo', 'rloo', 'reinforce\+\+'; got 'ppo'"):
+        advantage_estimator("ppo")
+    with pytest.raises(ValueError, match="name 'gae' is already registered"):
+        register_advantage_estimator("gae", summary="again")
+    with pytest.raises(ValueError, match="min_group_size must be a positive int"):
+        register_advantage_estimator("new", summary="none", min_group_size=0)
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        register_advantage_estimator("", summary="none")

@@ -200,3 +200,65 @@ def test_training_does_not_synchronise_at_every_environment_step():
         return sum(e.name in ("aten::_local_scalar_dense", "aten::is_nonzero") for e in prof.events())
 
     assert syncs(64) == syncs(32)  # same iterations and gradient steps, twice the environment steps
+
+
+def test_vf_coef_scales_the_value_gradient_only():
+    g = torch.Generator().manual_seed(3)
+    inputs = [torch.randn(2, 6, generator=g) for _ in range(6)]
+    grads = {}
+    for vf_coef in (0.0, 0.5, 2.0):
+        log_probs, values = inputs[0].clone().requires_grad_(), inputs[3].clone().requires_grad_()
+        loss, _ = ppo_loss(
+            log_probs,
+            inputs[1],
+            inputs[2],
+            values,
+            inputs[4],
+            inputs[5],
+            torch.ones(2, 6),
+            clip_coef=0.2,
+            clip_vloss=True,
+            vf_coef=vf_coef,
+            ent_coef=0.0,
+        )
+        loss.sum().backward()
+        grads[vf_coef] = (log_probs.grad, values.grad)
+    assert (grads[0.0][1] == 0).all()
+    torch.testing.assert_close(grads[2.0][1], 4 * grads[0.5][1])
+    assert grads[0.5][1].abs().sum() > 0
+    for vf_coef in (0.5, 2.0):
+        torch.testing.assert_close(grads[vf_coef][0], grads[0.0][0])  # the policy's gradient does not change
+
+
+class CountingEnv:
+    """An environment that counts its steps."""
+
+    def __init__(self, env) -> None:
+        self.env, self.steps = env, 0
+
+    def reset(self):
+        return self.env.reset()
+
+    def step(self, actions, *, check_actions=True):
+        self.steps += 1
+        return self.env.step(actions, check_actions=check_actions)
+
+
+def test_evaluate_checks_for_the_end_every_check_every_steps():
+    agent = ActorCritic(4, n_actions=2, n_agents=2, generator=gen())
+
+    def run(check_every: int, max_steps: int = 500) -> tuple[torch.Tensor, int]:
+        env = CountingEnv(CartPole((2, 6), generator=gen(4)))
+        returns = evaluate(env, agent, max_steps=max_steps, generator=gen(5), check_every=check_every)
+        return returns, env.steps
+
+    exact, longest = run(1)  # an untrained agent: every episode ends well before 500 steps
+    assert longest < 400 and longest == int(exact.max())  # CartPole pays 1 per step
+    for check_every in (7, 50):
+        returns, steps = run(check_every)
+        torch.testing.assert_close(returns, exact)  # only the return of each first episode counts
+        assert steps == math.ceil(longest / check_every) * check_every
+    _, steps = run(50, max_steps=longest + 3)
+    assert steps == longest + 3  # max_steps bounds the run whatever check_every is
+    with pytest.raises(ValueError, match="check_every must be a positive int; got 0"):
+        evaluate(CartPole((2, 6), generator=gen(4)), agent, max_steps=10, generator=gen(5), check_every=0)

@@ -4,7 +4,9 @@ The advantage estimators are re-exported here; the other modules are imported by
 
 * estimators and their machinery: ``advantages``, ``scan`` (the chunked linear scan),
   ``baselines`` (other libraries' loops, transcribed for comparison), ``profiling``;
-* reinforcement learning: ``networks`` (actor-critics), ``ppo``, ``mdp`` (exact finite MDPs);
+* reinforcement learning: ``networks`` (actor-critics), ``ppo``, ``mdp`` (exact finite MDPs), and
+  what both PPO trainers share: ``training`` (config checks, running means of statistics) and
+  ``reductions`` (masked and per-agent means, whitening, explained variance);
 * environments: the subpackage ``envs``, one contract (``envs.base``) met by CartPole, Pendulum
   and Catch as batched tensors (``envs.cartpole``, ``envs.pendulum``, ``envs.catch``), Gymnasium's
   vector environments (``envs.gymnasium``) and reward scaling (``envs.wrappers``);

@@ -107,10 +107,8 @@ class KVCache:
     """
 
     def __init__(self, model: TinyGPT, batch_size: int, capacity: int) -> None:
-        block = model.blocks[0]
-        head_dim = block.qkv.in_features // block.n_heads
-        param = model.head.weight
-        shape = (len(model.blocks), batch_size, block.n_heads, capacity, head_dim)
+        param = model.token_embedding.weight
+        shape = (model.n_layers, batch_size, model.n_heads, capacity, model.d_model // model.n_heads)
         self.keys = torch.empty(shape, dtype=param.dtype, device=param.device)
         self.values = torch.empty_like(self.keys)
         self.attended = torch.zeros(batch_size, capacity, dtype=torch.bool, device=param.device)
@@ -165,9 +163,10 @@ class TinyGPT(nn.Module):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-        self.max_len = max_len
-        self.tok = nn.Embedding(vocab_size, d_model)
-        self.pos = nn.Embedding(max_len, d_model)
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.d_model, self.n_layers, self.n_heads = d_model, n_layers, n_heads
+        self.token_embedding = nn.Embedding(vocab_size, d_model)
+        self.position_embedding = nn.Embedding(max_len, d_model)
         self.blocks = nn.ModuleList(_Block(d_model, n_heads) for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
@@ -203,7 +202,7 @@ class TinyGPT(nn.Module):
         real = torch.ones_like(tokens, dtype=torch.bool) if attention_mask is None else attention_mask
         offset = 0 if cache is None else cache.n_real.unsqueeze(1)
         positions = (offset + real.cumsum(1) - 1).clamp_min(0)
-        x = self.tok(tokens) + self.pos(positions)
+        x = self.token_embedding(tokens) + self.position_embedding(positions)
 
         padded = attention_mask is not None
         if cache is not None:
@@ -257,10 +256,8 @@ class ValueModel(nn.Module):
     @classmethod
     def from_policy(cls, policy: TinyGPT) -> ValueModel:
         """A critic whose trunk is a copy of ``policy``'s (same architecture), with a zero value head."""
-        block = policy.blocks[0]
-        critic = cls(
-            policy.tok.num_embeddings, policy.max_len, policy.tok.embedding_dim, len(policy.blocks), block.n_heads
-        ).to(policy.head.weight.device)
+        critic = cls(policy.vocab_size, policy.max_len, policy.d_model, policy.n_layers, policy.n_heads)
+        critic = critic.to(policy.token_embedding.weight.device)
         state = {k: v for k, v in policy.state_dict().items() if not k.startswith("head.")}
         critic.trunk.load_state_dict(state)
         return critic
@@ -286,6 +283,10 @@ def pretrain(
     progress: bool = True,
 ) -> list[float]:
     """Maximum-likelihood training on ``data`` (long ``(N, L)``, BOS-first, PAD-padded on the right).
+
+    Minibatch indices are drawn with ``generator`` on its device. With ``data`` and ``generator``
+    on the model's device no step copies anything between host and device; otherwise every step
+    does. The losses are read back once, at the end.
 
     Returns the per-step cross-entropy (nats per token), PAD positions excluded.
     """
@@ -333,12 +334,6 @@ class Samples:
         return self.mask.sum(dim=1)
 
 
-def _prompt_mask(prompts: Tensor) -> Tensor | None:
-    """``prompts != PAD`` as the attention mask of left-padded prompts, ``None`` if there is no padding."""
-    real = prompts != CharTokenizer.PAD
-    return None if bool(real.all()) else real
-
-
 @torch.no_grad()
 def sample(
     model: TinyGPT,
@@ -349,11 +344,18 @@ def sample(
     temperature: float = 1.0,
     greedy: bool = False,
     use_cache: bool = True,
+    stop_at_eos: bool = True,
 ) -> Samples:
     """Sample continuations of ``prompts`` token by token.
 
-    Sampling stops early once every row has emitted EOS; the result is still
-    ``max_new_tokens`` wide (PAD, log-prob 0 and mask ``False`` after each row's EOS).
+    The result is ``max_new_tokens`` wide whenever sampling stops (PAD, log-prob 0 and mask
+    ``False`` after each row's EOS). Each token is drawn by the Gumbel-max trick on the device,
+    with the same draws as ``torch.multinomial`` but without its two checks of the
+    probabilities, which read from the device. The one host synchronisation left is the early
+    stop: with ``stop_at_eos`` every generated token but the last reads one bool from the device
+    (have all rows emitted EOS?); ``stop_at_eos=False`` always runs ``max_new_tokens`` steps and
+    never synchronises, for hot loops on a GPU. Both give the same :class:`Samples`; only the
+    number of draws taken from ``generator`` differs.
 
     Args:
         model: the policy.
@@ -365,6 +367,7 @@ def sample(
         greedy: take the most likely token instead of sampling (log-probs as above).
         use_cache: reuse keys and values (:class:`KVCache`); ``False`` re-reads the whole prefix
             at every step, which gives the same samples, only slower.
+        stop_at_eos: stop once every row has emitted EOS (one host read per token, see above).
 
     Returns:
         :class:`Samples`.
@@ -380,7 +383,7 @@ def sample(
             f"prompt length {prompts.shape[1]} + max_new_tokens {max_new_tokens} exceeds max_len={model.max_len}"
         )
     b = prompts.shape[0]
-    prompt_mask = _prompt_mask(prompts)
+    prompt_mask = prompts != CharTokenizer.PAD
     tokens = torch.full((b, max_new_tokens), CharTokenizer.PAD, dtype=torch.long, device=prompts.device)
     log_probs = torch.zeros(b, max_new_tokens, device=prompts.device)
     mask = torch.zeros(b, max_new_tokens, dtype=torch.bool, device=prompts.device)
@@ -393,34 +396,34 @@ def sample(
         logits = model(seq, attention_mask=seq_mask)[:, -1]
     for t in range(max_new_tokens):
         logp = torch.log_softmax(logits / temperature, dim=-1)
-        tok = logp.argmax(-1, keepdim=True) if greedy else torch.multinomial(logp.exp(), 1, generator=generator)
-        tok = tok.squeeze(-1)
-        tokens[:, t] = tok.masked_fill(~running, CharTokenizer.PAD)
-        log_probs[:, t] = logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1).masked_fill(~running, 0.0)
+        if greedy:
+            next_token = logp.argmax(-1)
+        else:  # Gumbel-max: argmax of p / q with q ~ Exp(1), what torch.multinomial draws for one sample
+            probs = logp.exp()
+            next_token = (probs / torch.empty_like(probs).exponential_(1.0, generator=generator)).argmax(-1)
+        tokens[:, t] = next_token.masked_fill(~running, CharTokenizer.PAD)
+        log_probs[:, t] = logp.gather(-1, next_token.unsqueeze(-1)).squeeze(-1).masked_fill(~running, 0.0)
         mask[:, t] = running
-        running = running & (tok != CharTokenizer.EOS)
-        if t == max_new_tokens - 1 or not bool(running.any()):
+        running = running & (next_token != CharTokenizer.EOS)
+        if t == max_new_tokens - 1 or (stop_at_eos and not bool(running.any())):
             break
         if use_cache:
-            logits = model(tok.unsqueeze(1), cache=cache)[:, -1]
+            logits = model(next_token.unsqueeze(1), cache=cache)[:, -1]
         else:
-            seq = torch.cat([seq, tok.unsqueeze(1)], dim=1)
-            if seq_mask is not None:
-                seq_mask = torch.cat([seq_mask, seq_mask.new_ones(b, 1)], dim=1)
+            seq = torch.cat([seq, next_token.unsqueeze(1)], dim=1)
+            seq_mask = torch.cat([seq_mask, seq_mask.new_ones(b, 1)], dim=1)
             logits = model(seq, attention_mask=seq_mask)[:, -1]
     return Samples(tokens, log_probs, mask)
 
 
-def _join(prompts: Tensor, responses: Tensor) -> tuple[Tensor, Tensor | None, int]:
+def _join(prompts: Tensor, responses: Tensor) -> tuple[Tensor, Tensor, int]:
     """Prompt and response as one sequence with its attention mask; the first response column."""
     if prompts.ndim != 2 or responses.ndim != 2 or prompts.dtype != torch.long or responses.dtype != torch.long:
         raise TypeError("prompts and responses must be long tensors of shape (B, P) and (B, T)")
     if prompts.shape[0] != responses.shape[0]:
         raise ValueError(f"prompts ({prompts.shape[0]} rows) and responses ({responses.shape[0]} rows) differ")
     seq = torch.cat([prompts, responses], dim=1)[:, :-1]  # the last token is never read
-    prompt_mask = _prompt_mask(prompts)
-    if prompt_mask is None:
-        return seq, None, prompts.shape[1]
+    prompt_mask = prompts != CharTokenizer.PAD  # always a mask: checking for padding would read from the device
     attention_mask = torch.cat([prompt_mask, torch.ones_like(responses[:, :-1], dtype=torch.bool)], dim=1)
     return seq, attention_mask, prompts.shape[1]
 

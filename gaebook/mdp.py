@@ -5,6 +5,10 @@ quantities (``state_values``, ``action_values``, ``advantages``, ``objective``) 
 solves that autograd can differentiate, so the exact policy gradient is one ``backward()``
 away. Its :meth:`TabularMDP.rollout` samples batches of experience in the layout that
 :mod:`gaebook.advantages` expects (time last, explicit ``terminated``/``truncated``).
+
+On a GPU, :meth:`TabularMDP.rollout` never synchronises with the host. The exact quantities
+and the checks made at construction do: they are computed once per policy for analysis, not in
+a hot loop (see each method).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class Rollout:
 @dataclass(frozen=True, eq=False)
 class TabularMDP:
     """A finite discounted MDP with absorbing, zero-value terminal states.
+
+    Construction checks that the probabilities are probabilities, which reads them from the
+    device (a few host synchronisations, once).
 
     Attributes:
         transitions: ``(S, A, S)``, ``P(s' | s, a)``; each ``[s, a]`` row sums to 1.
@@ -96,7 +103,9 @@ class TabularMDP:
         """Exact ``V^π`` of shape ``(S,)`` for ``policy`` of shape ``(S, A)``, by a linear solve.
 
         Solves ``(I − γ P_π) V = r_π`` with terminal rows zeroed, so ``V = 0`` on terminal
-        states. Differentiable in ``policy``.
+        states. Differentiable in ``policy``. ``torch.linalg.solve`` reads back whether the
+        matrix was singular: a host synchronisation per call (and per :meth:`action_values`,
+        :meth:`advantages` and :meth:`objective`, which call it), fine outside hot loops.
         """
         self._check_policy(policy)
         live = (~self.terminal).to(policy.dtype)
@@ -119,7 +128,11 @@ class TabularMDP:
         return self.start @ self.state_values(policy)
 
     def optimal_policy(self, tol: float = 1e-12, max_iters: int = 100_000) -> Tensor:
-        """A deterministic optimal policy ``(S, A)`` (one-hot rows), by value iteration."""
+        """A deterministic optimal policy ``(S, A)`` (one-hot rows), by value iteration.
+
+        Every iteration reads its convergence test from the device (one host synchronisation per
+        iteration); it runs once per MDP, not in a hot loop.
+        """
         r = self.expected_rewards()
         v = torch.zeros(self.n_states, dtype=r.dtype, device=r.device)
         for _ in range(max_iters):
@@ -152,7 +165,8 @@ class TabularMDP:
             first_actions: optional long ``(n_envs,)`` actions forced at the first step.
 
         Returns:
-            A :class:`Rollout`; rewards have the MDP's dtype.
+            A :class:`Rollout`; rewards have the MDP's dtype. Every tensor is on the MDP's device,
+            and nothing is read back from it (no host synchronisation).
         """
         self._check_policy(policy)
         if not isinstance(generator, torch.Generator):

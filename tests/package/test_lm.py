@@ -1,12 +1,15 @@
-"""Tests of gaebook.lm and gaebook.tasks."""
+"""Tests of gaebook.lm."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
+from host_traffic import host_traffic
 
 from gaebook.lm import CharTokenizer, TinyGPT, pretrain, sample
-from gaebook.tasks import ADDITION_ALPHABET, addition_problems, exact_match_reward
+from gaebook.tasks import Addition
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -20,7 +23,7 @@ def one_thread():
 
 @pytest.fixture
 def tok() -> CharTokenizer:
-    return CharTokenizer(ADDITION_ALPHABET)
+    return CharTokenizer(Addition.alphabet)
 
 
 @pytest.fixture
@@ -68,8 +71,7 @@ def test_mask_covers_up_to_and_including_the_first_eos(model, tok):
 
 def test_pretraining_reduces_the_loss(model, tok):
     g = torch.Generator().manual_seed(0)
-    prompts, answers = addition_problems(256, max_operand=9, generator=g)
-    data = tok.batch([p + a for p, a in zip(prompts, answers, strict=True)])
+    data = tok.batch(Addition(9).demonstrations(256, corruption=0.0, generator=g))
     losses = pretrain(model, data, steps=60, batch_size=32, lr=3e-3, generator=g, progress=False)
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
 
@@ -87,17 +89,6 @@ def test_bad_input(model, tok):
         TinyGPT(10, d_model=30, n_heads=4)
 
 
-def test_addition_problems_and_reward():
-    prompts, answers = addition_problems(50, generator=torch.Generator().manual_seed(0))
-    for p, a in zip(prompts, answers, strict=True):
-        x, y = p.rstrip("=").split("+")
-        assert int(x) + int(y) == int(a)
-    reward = exact_match_reward(["12", "3"], ["12", "4"])
-    torch.testing.assert_close(reward, torch.tensor([1.0, 0.0]))
-    with pytest.raises(ValueError, match="differ in length"):
-        exact_match_reward(["1"], [])
-
-
 # --- KV cache, left padding, truncation, teacher-forced log-probs, the critic ---------------------
 
 from hypothesis import given, settings  # noqa: E402
@@ -109,7 +100,7 @@ from gaebook.lm import KVCache, ValueModel, frozen_copy, response_values, sequen
 @settings(max_examples=10)
 @given(seed=st.integers(0, 2**16), temperature=st.sampled_from([0.7, 1.0, 3.0]))
 def test_cached_sampling_equals_uncached_sampling(seed, temperature):
-    tok = CharTokenizer(ADDITION_ALPHABET)
+    tok = CharTokenizer(Addition.alphabet)
     torch.manual_seed(seed)
     model = TinyGPT(tok.vocab_size, max_len=16, d_model=32, n_layers=2, n_heads=2)
     prompts = tok.batch(["1+1=", "12+34=", "7="], eos=False, pad="left")
@@ -229,3 +220,65 @@ def test_bad_input_for_the_new_arguments(model, tok):
         sequence_log_probs(model, tok.batch(["1"], eos=False), torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="exceeds max_len"):
         model(torch.zeros(1, 17, dtype=torch.long))
+
+
+# --- host synchronisation ------------------------------------------------------------------------
+
+
+def test_sampling_draws_what_multinomial_draws(model, tok):
+    """The Gumbel-max draw in sample picks the tokens torch.multinomial picks from the same generator."""
+    prompts = tok.batch(["1+1=", "12+34=", "7="] * 8, eos=False, pad="left")
+    s = sample(model, prompts, max_new_tokens=6, generator=torch.Generator().manual_seed(4), temperature=1.5)
+    g = torch.Generator().manual_seed(4)
+    seq = prompts
+    for _ in range(6):
+        responses_so_far = torch.ones_like(seq[:, prompts.shape[1] :], dtype=torch.bool)
+        logits = model(seq, attention_mask=torch.cat([prompts != tok.PAD, responses_so_far], dim=1))
+        probs = torch.log_softmax(logits[:, -1] / 1.5, dim=-1).exp()
+        seq = torch.cat([seq, torch.multinomial(probs, 1, generator=g)], dim=1)
+    drawn = seq[:, prompts.shape[1] :]
+    assert torch.equal(s.tokens[s.mask], drawn[s.mask])
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_sampling_reads_one_bool_per_token_only_when_it_stops_at_eos(model, tok, greedy):
+    prompts = tok.batch(["1+1=", "12+34=", "7="] * 8, eos=False, pad="left")
+
+    def run(stop_at_eos: bool):
+        g = torch.Generator().manual_seed(5)
+        return sample(
+            model, prompts, max_new_tokens=6, generator=g, temperature=2.0, greedy=greedy, stop_at_eos=stop_at_eos
+        )
+
+    stopping, running = run(True), run(False)
+    for field in ("tokens", "log_probs", "mask"):
+        assert torch.equal(getattr(stopping, field), getattr(running, field))
+    assert host_traffic(lambda: run(False)) == Counter()
+    steps = int(stopping.lengths.max())  # the loop ends after the column of the last EOS
+    assert host_traffic(lambda: run(True)) == Counter(reads=min(steps, 6 - 1))
+
+
+def test_stopping_at_eos_takes_fewer_draws(model, tok):
+    """Once every row has ended, stop_at_eos=False still runs to the budget: it draws more."""
+    with torch.no_grad():  # only EOS has a logit: every row ends at its first token
+        model.head.weight.zero_()
+        model.head.weight[tok.EOS] = 1.0
+        model.ln.weight.zero_()
+        model.ln.bias.fill_(1.0)
+    prompts = tok.batch(["1+1="] * 2, eos=False)
+    draws = []
+    for stop_at_eos in (True, False):
+        g = torch.Generator().manual_seed(0)
+        s = sample(model, prompts, max_new_tokens=5, generator=g, stop_at_eos=stop_at_eos)
+        assert s.lengths.tolist() == [1, 1]
+        draws.append(torch.rand((), generator=g))
+    assert draws[0] != draws[1]
+
+
+@pytest.mark.parametrize("texts", [["1+1=", "12+34=", "7="], ["1+1=", "2+3="]], ids=["padded", "unpadded"])
+def test_log_probs_and_values_read_nothing(model, tok, texts):
+    prompts = tok.batch(texts, eos=False, pad="left")
+    responses = torch.tensor([[4, 5, tok.EOS]] * len(texts))
+    critic = ValueModel.from_policy(model)
+    assert host_traffic(lambda: sequence_log_probs(model, prompts, responses)) == Counter()
+    assert host_traffic(lambda: response_values(critic, prompts, responses)) == Counter()

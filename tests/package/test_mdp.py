@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
+from host_traffic import host_traffic
 
 from gaebook.advantages import discounted_returns
 from gaebook.mdp import TabularMDP, chain_mdp
@@ -106,3 +109,11 @@ def test_bad_input(mdp):
         TabularMDP(mdp.transitions, mdp.rewards, mdp.terminal, mdp.start, 1.0)
     with pytest.raises(ValueError, match="n_states must be at least 3"):
         chain_mdp(2)
+
+
+def test_rollout_reads_nothing_and_the_exact_values_do(mdp):
+    """The rollout's docstring promises no host synchronisation; the linear solve does read back."""
+    pi = random_policy(mdp, 3)
+    g = torch.Generator().manual_seed(0)
+    assert host_traffic(lambda: mdp.rollout(pi, n_envs=8, n_steps=30, generator=g, time_limit=5)) == Counter()
+    assert host_traffic(lambda: mdp.state_values(pi))["reads"] > 0

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 import pytest
 import torch
+from host_traffic import host_traffic
 
-from gaebook.tasks import Addition, BalancedParens, CreditProbe, SortDigits, Task
+from gaebook import gae
+from gaebook.lm import CharTokenizer
+from gaebook.profiling import dispatched_ops
+from gaebook.tasks import Addition, BalancedParens, CreditProbe, Task
 
-TASKS = [CreditProbe(5), SortDigits(2, 5), BalancedParens(6, 3), Addition(20)]
+TASKS = [CreditProbe(5), BalancedParens(6, 3), Addition(20)]
 
 
 def balanced(s: str) -> bool:
@@ -23,13 +30,12 @@ def split(task: Task, demonstration: str) -> tuple[str, str]:
     """Prompt and answer of a demonstration: a CreditProbe prompt is one digit, the others end in a separator."""
     if isinstance(task, CreditProbe):
         return demonstration[:1], demonstration[1:]
-    end = max(demonstration.find(sep) for sep in ">|=") + 1
+    end = max(demonstration.find(sep) for sep in "|=") + 1
     return demonstration[:end], demonstration[end:]
 
 
 def test_answers_by_hand():
     assert CreditProbe(3).answer("7") == "7..."
-    assert SortDigits().answer("4203>") == "0234"
     assert BalancedParens().answer("(()((|") == ")))"
     assert Addition().answer("12+7=") == "19"
 
@@ -46,8 +52,11 @@ def test_prompts_answers_and_reward(task: Task):
     if isinstance(task, BalancedParens):
         assert all(balanced(p[:-1] + a) for p, a in zip(prompts, answers, strict=True))
         assert len({len(a) for a in answers}) > 3, "answer lengths should vary"
-    if isinstance(task, SortDigits):
-        assert all(sorted(a) == list(a) and sorted(a) == sorted(p[:-1]) for p, a in zip(prompts, answers, strict=True))
+    if isinstance(task, Addition):
+        operands = [int(x) for p in prompts for x in p[:-1].split("+")]
+        assert set(operands) == set(range(21)), "every operand 0..max_operand should be drawn"
+    if isinstance(task, CreditProbe):
+        assert set(prompts) == set("0123456789")
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: type(t).__name__)
@@ -70,8 +79,8 @@ def test_credit_probe_corrupts_only_the_key():
 
 
 def test_same_generator_same_prompts():
-    a = SortDigits().prompts(20, generator=torch.Generator().manual_seed(3))
-    b = SortDigits().prompts(20, generator=torch.Generator().manual_seed(3))
+    a = BalancedParens().prompts(20, generator=torch.Generator().manual_seed(3))
+    b = BalancedParens().prompts(20, generator=torch.Generator().manual_seed(3))
     assert a == b
 
 
@@ -79,8 +88,6 @@ def test_bad_input():
     g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="filler"):
         CreditProbe(0)
-    with pytest.raises(ValueError, match="min_len"):
-        SortDigits(5, 3)
     with pytest.raises(ValueError, match="max_pairs"):
         BalancedParens(4, -1)
     with pytest.raises(ValueError, match="corruption"):
@@ -89,3 +96,42 @@ def test_bad_input():
         Addition().prompts(0, generator=g)
     with pytest.raises(ValueError, match="differ in length"):
         Addition().reward(["1+1="], [])
+
+
+def test_balanced_parens_draws_every_depth_and_number_of_pairs():
+    task = BalancedParens(max_depth=5, max_pairs=3)
+    prompts = task.prompts(2000, generator=torch.Generator().manual_seed(2))
+    depths = Counter(len(task.answer(p)) for p in prompts)
+    pairs = Counter(p.count(")") for p in prompts)
+    assert set(depths) == set(range(1, 6)) and set(pairs) == set(range(4))
+    assert min(depths.values()) > 300 and min(pairs.values()) > 400  # uniform: 400 and 500 expected
+
+
+def test_the_reward_reaches_the_credit_probes_key_with_weight_gamma_lambda_to_the_filler_plus_one():
+    """For GAE the reward of a CreditProbe response enters the key's advantage with weight (γλ)^(L+1)."""
+    task, gamma, lam = CreditProbe(6), 0.9, 0.8
+    response = CharTokenizer(task.alphabet).encode(task.answer("3"), eos=True)  # key, L dots, EOS
+    n = len(response)
+    values = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    next_values = torch.cat([values[1:], values.new_zeros(1)])
+    terminated = torch.arange(n) == n - 1
+    advantage_of_key = []
+    for score in (0.0, 1.0):  # the reward is the score, on the last token
+        rewards = torch.where(terminated, score, 0.0).double()
+        advantage_of_key.append(gae(rewards, values, next_values, terminated, gamma=gamma, lam=lam)[0][0])
+    weight = (advantage_of_key[1] - advantage_of_key[0]).item()
+    assert weight == pytest.approx((gamma * lam) ** (task.filler + 1), rel=1e-12)
+    assert weight != pytest.approx((gamma * lam) ** task.filler, rel=1e-3)
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda t: type(t).__name__)
+def test_one_draw_per_call_however_many_prompts(task: Task):
+    """Prompts and demonstrations take one draw and no read from the device, whatever their number."""
+
+    def calls(n: int) -> list[Callable[[], object]]:
+        g = torch.Generator().manual_seed(0)
+        return [lambda: task.prompts(n, generator=g), lambda: task.demonstrations(n, corruption=0.5, generator=g)]
+
+    for few, many in zip(calls(3), calls(300), strict=True):
+        assert dispatched_ops(few) == dispatched_ops(many) == Counter({"aten::rand": 1})
+        assert host_traffic(many) == Counter()

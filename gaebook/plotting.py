@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,7 +31,13 @@ def use_book_style() -> None:
 
 
 def mean_band(
-    ax: Axes, x: np.ndarray | torch.Tensor, runs: np.ndarray | torch.Tensor, *, label: str, z: float = 1.96, **kwargs
+    ax: Axes,
+    x: np.ndarray | torch.Tensor,
+    runs: np.ndarray | torch.Tensor,
+    *,
+    label: str,
+    z: float = 1.96,
+    **kwargs: Any,
 ) -> None:
     """Plot the mean over ``runs`` (shape ``(n_runs, len(x))``) with a ``z``·standard-error band.
 

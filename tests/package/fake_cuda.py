@@ -166,6 +166,24 @@ ALLOWED = (
         "the tasks score text: once per iteration the prompts and rewards are uploaded and the responses read",
     ),
     Allowed(
+        "gaebook.envs.cartpole",
+        "__init__",
+        _COPY,
+        "the reset bounds are uploaded once, when the environment is built, so that no step uploads them",
+    ),
+    Allowed(
+        "gaebook.envs.pendulum",
+        "__init__",
+        _COPY,
+        "as for CartPole: the reset bounds are uploaded once, at construction",
+    ),
+    Allowed(
+        "gaebook.tasks",
+        "_uniforms",
+        _SCALAR,
+        "prompts are text: each call draws all its uniforms at once on the generator's device and reads them once",
+    ),
+    Allowed(
         "gaebook.ppo",
         "train",
         _COPY,

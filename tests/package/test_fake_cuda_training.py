@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from fake_cuda import DeviceMismatch, Harness, HostSync
+from fake_cuda import Harness
 
 # Everything these tests use of gaebook, in one place.
 from gaebook.envs import CartPole, Catch, Pendulum, VectorEnv
@@ -31,22 +31,8 @@ ENVIRONMENTS: dict[str, tuple[Callable[[torch.Generator], VectorEnv], int, dict[
     "catch": (lambda g: Catch((N_AGENTS, N_ENVS), generator=g), 50, {"n_actions": 3}),
 }
 
-NETWORKS_GENERATOR = "networks.BatchedLinear draws its initial weights on the CPU with the agent's generator"
-DEFECTS = {
-    "cartpole": [NETWORKS_GENERATOR],
-    "catch": [NETWORKS_GENERATOR],
-    "pendulum": [
-        NETWORKS_GENERATOR,
-        "ActorCritic.act and .log_prob_entropy make a torch.distributions.Normal that checks its arguments on the host",
-    ],
-}
 
-
-def defects(name: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=(DeviceMismatch, HostSync), reason="; ".join(DEFECTS[name]))
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=defects(name)) for name in ENVIRONMENTS])
+@pytest.mark.parametrize("name", list(ENVIRONMENTS))
 def test_one_ppo_iteration(name: str):
     make_env, observation_size, actions = ENVIRONMENTS[name]
     harness = Harness.from_environment()
@@ -73,10 +59,6 @@ def tiny_gpt(harness: Harness) -> TinyGPT:
     return harness.module(model)
 
 
-PROMPT_MASK_READ = "lm._prompt_mask reads bool(real.all()) from the device"
-
-
-@pytest.mark.xfail(strict=True, raises=HostSync, reason=PROMPT_MASK_READ)
 def test_lm_sample():
     harness = Harness.from_environment()
     model = tiny_gpt(harness)
@@ -86,11 +68,6 @@ def test_lm_sample():
     assert out.tokens.shape == (2, 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=HostSync,
-    reason="tasks._randint draws every random number of a prompt separately and reads it; " + PROMPT_MASK_READ,
-)
 def test_one_lm_ppo_iteration():
     harness = Harness.from_environment()
     policy = tiny_gpt(harness)

@@ -33,11 +33,6 @@ def test_without_a_gpu_it_exits_0_and_says_what_it_would_run():
 
 
 gpu_check = load_script()
-NOT_YET = {
-    "LM sampling without the EOS stop": pytest.mark.xfail(
-        strict=True, raises=TypeError, reason="lm.sample has no stop_at_eos option yet"
-    ),
-}
 
 
 class StrictOnTheCpu:
@@ -58,7 +53,7 @@ class StrictOnTheCpu:
             self.mode = None
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=NOT_YET.get(name, ())) for name in gpu_check.HOT_PATHS])
+@pytest.mark.parametrize("name", list(gpu_check.HOT_PATHS))
 def test_each_hot_path_runs_on_the_cpu_without_host_transfers(name: str, monkeypatch: pytest.MonkeyPatch):
     """The checks the script makes on a GPU, here with HostTransfers in place of the sync debug mode."""
     strict = StrictOnTheCpu()

@@ -77,6 +77,7 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any, TypeVar
 
+import pytest
 import torch
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
@@ -91,6 +92,14 @@ DEVICE_VARIABLE = "GAEBOOK_TEST_DEVICE"
 FAKE_SEEDS = range(2**62, 2**62 + 2**20)
 aten = torch.ops.aten
 M = TypeVar("M", bound=nn.Module)
+
+# Fake CUDA needs a CPU-only build of torch: a CUDA build initialises its driver for a fake
+# ``cuda:0`` tensor and, with no GPU, raises "Found no NVIDIA driver" (PyPI's Linux wheels, as
+# `make floors` installs). There the suite can only run on a real GPU, with GAEBOOK_TEST_DEVICE=cuda.
+NO_FAKE_CUDA = pytest.mark.skipif(
+    torch.backends.cuda.is_built() and not torch.cuda.is_available() and os.environ.get(DEVICE_VARIABLE) != "cuda",
+    reason="fake CUDA needs a CPU-only build of torch; this one is a CUDA build without a GPU",
+)
 
 
 class ConformanceError(AssertionError):

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from fake_cuda import Harness
+from fake_cuda import NO_FAKE_CUDA, Harness
 from torch import Tensor
 
 from gaebook import advantages, baselines, plotting, reductions, scan, token_mdp
@@ -30,6 +30,8 @@ MODULES: tuple[ModuleType, ...] = (advantages, scan, token_mdp, reductions, base
 
 Put = Callable[[Tensor], Tensor]  # a CPU tensor to the device of the call
 Inputs = tuple[tuple[Any, ...], dict[str, Any]]
+
+pytestmark = NO_FAKE_CUDA
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 import torch
-from fake_cuda import ALLOWED, Allowed, DeviceMismatch, FakeCudaGap, Harness, HostSync, _getitem, _setitem
+from fake_cuda import ALLOWED, NO_FAKE_CUDA, Allowed, DeviceMismatch, FakeCudaGap, Harness, HostSync, _getitem, _setitem
 from torch import Tensor
 
 from gaebook import gae
+
+pytestmark = NO_FAKE_CUDA
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from fake_cuda import Harness
+from fake_cuda import NO_FAKE_CUDA, Harness
 
 # Everything these tests use of gaebook, in one place.
 from gaebook.envs import CartPole, Catch, Pendulum, VectorEnv
@@ -30,6 +30,8 @@ ENVIRONMENTS: dict[str, tuple[Callable[[torch.Generator], VectorEnv], int, dict[
     "pendulum": (lambda g: Pendulum((N_AGENTS, N_ENVS), generator=g), 3, {"action_size": 1}),
     "catch": (lambda g: Catch((N_AGENTS, N_ENVS), generator=g), 50, {"n_actions": 3}),
 }
+
+pytestmark = NO_FAKE_CUDA
 
 
 @pytest.mark.parametrize("name", list(ENVIRONMENTS))

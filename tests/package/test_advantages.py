@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from contextlib import contextmanager
 
@@ -32,6 +33,15 @@ def rollout(seed: int, shape: tuple[int, ...], p_term: float = 0.1, p_trunc: flo
     trunc = torch.rand(shape, generator=g) < p_trunc
     mask = torch.rand(shape, generator=g) >= p_mask
     return r, v, nv, term, trunc, mask
+
+
+@contextmanager
+def chunked(on: bool):
+    """Solve even small problems by chunks (``on``), or by the scan's default rule."""
+    with pytest.MonkeyPatch.context() as patch:
+        if on:
+            patch.setattr(scan, "SMALL", 0)
+        yield
 
 
 shapes = st.lists(st.integers(1, 4), min_size=0, max_size=2).flatmap(
@@ -187,6 +197,29 @@ def test_next_valid_values_skips_masked_positions():
     torch.testing.assert_close(next_valid_values(values), torch.tensor([[2.0, 3.0, 4.0, 5.0, 0.0]]))
 
 
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=shapes,
+    p_mask=st.sampled_from([0.0, 0.3, 0.9, 1.0]),
+    by_chunks=st.booleans(),
+)
+def test_next_valid_values_equals_a_loop_and_never_reads_masked_values(seed, shape, p_mask, by_chunks):
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randn(shape, generator=g)
+    mask = torch.rand(shape, generator=g) >= p_mask
+    last = torch.randn(shape[:-1], generator=g)
+    expected = torch.empty(shape)
+    for index in itertools.product(*(range(k) for k in shape[:-1])):
+        upcoming = last[index]
+        for t in reversed(range(shape[-1])):
+            expected[index][t] = upcoming
+            if mask[index][t]:
+                upcoming = values[index][t]
+    garbage = values.masked_fill(~mask, math.nan)  # what masked positions hold must not matter
+    with chunked(by_chunks):
+        assert torch.equal(next_valid_values(garbage, mask, last=last), expected)
+
+
 def test_discounted_returns_by_hand():
     r = torch.tensor([1.0, 2.0, 3.0, 4.0])
     ends = torch.tensor([False, True, False, False])
@@ -217,15 +250,6 @@ def test_float32_accuracy_on_a_long_rollout():
 def moved(x, time_dim: int):
     """``x`` (time last) with time moved to ``time_dim``, stored in that layout."""
     return None if x is None else x.movedim(-1, time_dim).contiguous()
-
-
-@contextmanager
-def chunked(on: bool):
-    """Solve even small problems by chunks (``on``), or by the scan's default rule."""
-    with pytest.MonkeyPatch.context() as patch:
-        if on:
-            patch.setattr(scan, "SMALL", 0)
-        yield
 
 
 # (batch shape, time_dim): time-major 2-D and 3-D, time in the middle (TorchRL's -2 with features)

@@ -28,7 +28,8 @@ gaebook runs with `check_finite=False`: the peers check nothing, and the check r
 host synchronisation). Every result is compared with the float64 reference loop (`gae_reference`),
 and the torch methods' dispatched operations are counted (`gaebook.profiling.dispatched_ops`), a proxy
 for GPU kernel launches. The fast methods are timed in interleaved rounds, so that load from other
-processes falls on all of them alike: on a shared machine the ratios inside one run are what count.
+processes falls on all of them alike, and each method's time is its best round, since load only ever
+adds time: on a shared machine the ratios inside one run are what count.
 Everything runs at 1 thread and again at 2; the targets are checked for both and the exit code says
 whether they hold.
 
@@ -44,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import statistics
 import sys
 import time
 import warnings
@@ -62,7 +62,7 @@ GAMMA, LAM = 0.99, 0.95
 # (n_sequences, n_steps): "T=128 x N=8" is 8 sequences of 128 steps, stored (8, 128) or (128, 8)
 SHAPES = [(8, 128), (1, 2048), (1024, 256), (256, 1024), (16, 16384), (8, 131072)]
 THREADS = (1, 2)
-ROUNDS = 7
+ROUNDS = 9
 LOOP_OPS_MAX_STEPS = 16384  # counting a Python loop's operations beyond this takes too long
 DONE_AWARE = ("sb3", "cleanrl", "trl-loop", "trl-vec", "assoc", "doubling")
 
@@ -228,10 +228,12 @@ def relative_error(x: torch.Tensor | np.ndarray, ref: torch.Tensor, where: torch
 
 
 def interleaved(calls: dict[str, Callable[[], object]], budget: float) -> dict[str, float]:
-    """Median time per call in milliseconds, measured in interleaved rounds.
+    """Time per call in milliseconds: each method's best round of interleaved rounds.
 
-    Each round runs every method for about ``budget / ROUNDS`` seconds (at least once); a method
-    slower than that is run once per round, in as many rounds as fit in ``budget`` (at least one).
+    Each round runs every method for about ``budget / ROUNDS`` seconds (at least once) and records
+    its mean time per call; a method slower than that is run once per round, in as many rounds as
+    fit in ``budget`` (at least one). Load from other processes only ever adds time, so the best
+    round is the one it disturbed least.
     """
     once = {}
     for name, fn in calls.items():
@@ -251,7 +253,7 @@ def interleaved(calls: dict[str, Callable[[], object]], budget: float) -> dict[s
             for _ in range(repeats[name]):
                 fn()
             samples[name].append((time.perf_counter() - start) / repeats[name])
-    return {name: 1e3 * statistics.median(s) for name, s in samples.items()}
+    return {name: 1e3 * min(s) for name, s in samples.items()}
 
 
 def steady_allocator() -> None:

@@ -1,8 +1,9 @@
 """GAE as other libraries write it, transcribed for side-by-side comparison.
 
-These are the loops a reader meets in the wild. The book and ``benchmarks/gae_kernels.py``
-run them on the same data as :func:`gaebook.gae` to show that the results agree and to
-measure the cost of a Python loop over time. Each keeps its library's layout and conventions.
+These are the loops a reader meets in the wild, and the associative-scan formulation of JAX code.
+The book and ``benchmarks/gae_kernels.py`` run them on the same data as :func:`gaebook.gae` to
+show that the results agree and to measure their cost. Each keeps its library's layout and
+conventions. (TorchRL's estimators are not transcribed: the benchmark imports the library.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["cleanrl_gae", "discount_cumsum", "masked_token_gae", "sb3_gae"]
+__all__ = ["associative_scan_gae", "cleanrl_gae", "discount_cumsum", "masked_token_gae", "sb3_gae"]
 
 
 def sb3_gae(
@@ -61,7 +62,7 @@ def cleanrl_gae(
     """
     num_steps = rewards.shape[0]
     advantages = torch.zeros_like(rewards)
-    lastgaelam = 0
+    lastgaelam: Tensor | float = 0
     for t in reversed(range(num_steps)):
         if t == num_steps - 1:
             nextnonterminal = 1.0 - next_done
@@ -82,9 +83,9 @@ def masked_token_gae(
     Masked tokens (``response_mask`` 0, a float tensor) are skipped: the trace and the next value
     pass over them. Entries at masked tokens are left as the loop leaves them (callers mask them).
     """
-    nextvalues = 0
-    lastgaelam = 0
-    advantages_reversed = []
+    nextvalues: Tensor | float = 0
+    lastgaelam: Tensor | float = 0
+    advantages_reversed: list[Tensor] = []
     gen_len = token_level_rewards.shape[-1]
     for t in reversed(range(gen_len)):
         delta = token_level_rewards[:, t] + gamma * nextvalues - values[:, t]
@@ -93,6 +94,32 @@ def masked_token_gae(
         lastgaelam = lastgaelam_ * response_mask[:, t] + (1 - response_mask[:, t]) * lastgaelam
         advantages_reversed.append(lastgaelam)
     advantages = torch.stack(advantages_reversed[::-1], dim=1)
+    return advantages, advantages + values
+
+
+def associative_scan_gae(
+    rewards: Tensor, values: Tensor, next_values: Tensor, dones: Tensor, gamma: float, gae_lambda: float
+) -> tuple[Tensor, Tensor]:
+    """GAE as JAX code writes it with ``jax.lax.associative_scan(..., reverse=True)``: time-major ``(T, N)``.
+
+    Each step is the affine map ``A ↦ δ_t + γλ(1 − d_t)·A``; the scan composes the maps from the
+    end, in O(log T) depth. ``dones[t]`` (a float tensor) marks that the episode ended at ``t``
+    (so ``next_values[t]`` is not bootstrapped). Here in torch's prototype
+    ``torch._higher_order_ops.associative_scan`` (its ``generic`` mode, which runs eagerly on a
+    CPU), the same odd-even recursion as JAX's.
+    """
+    from torch._higher_order_ops.associative_scan import associative_scan  # a prototype API
+
+    not_done = 1.0 - dones
+    deltas = rewards + gamma * next_values * not_done - values
+
+    def compose(later: tuple[Tensor, Tensor], earlier: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        (a_later, b_later), (a, b) = later, earlier
+        return a * a_later, b + a * b_later
+
+    _, advantages = associative_scan(
+        compose, (gamma * gae_lambda * not_done, deltas), dim=0, reverse=True, combine_mode="generic"
+    )
     return advantages, advantages + values
 
 

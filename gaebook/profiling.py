@@ -1,9 +1,12 @@
-"""What a call dispatches, seen from the device: the operations it launches and its transfers with the host.
+"""What a call dispatches, seen from the device: the operations it launches, the memory layouts it
+produces, and its transfers with the host.
 
 :func:`dispatched_ops` counts the operations that do work (a device-independent proxy for GPU kernel
-launches); :class:`HostTransfers` records the operations that move data between the host and a
-device (each a synchronisation or a copy on a GPU). Both watch the ATen operations a call
-dispatches, so they work the same on the CPU, on a GPU and on PyTorch's fake tensors.
+launches); :func:`produced_layouts` lists the shape and strides of every tensor they produce, which
+shows whether a call copies its inputs into another memory layout; :class:`HostTransfers` records
+the operations that move data between the host and a device (each a synchronisation or a copy on
+a GPU). All watch the ATen operations a call dispatches, so they work the same on the CPU, on a GPU
+and on PyTorch's fake tensors.
 """
 
 from __future__ import annotations
@@ -11,29 +14,45 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["HostTransfers", "Transfer", "dispatched_ops", "transfer_kind"]
+__all__ = ["HostTransfers", "Transfer", "dispatched_ops", "produced_layouts", "transfer_kind"]
 
 # Operations that only allocate: like views, they launch no kernel on a GPU.
 _ALLOCATIONS = {"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::lift_fresh", "aten::resize_"}
 
+Layout = tuple[str, tuple[int, ...], tuple[int, ...]]
 
-class _Counting(TorchDispatchMode):
-    def __init__(self) -> None:
+
+class _Watching(TorchDispatchMode):
+    """Counts the operations that do work and, if asked, the layouts of the tensors they produce."""
+
+    def __init__(self, layouts: bool) -> None:
         super().__init__()
         self.counts: Counter[str] = Counter()
+        self.layouts: list[Layout] | None = [] if layouts else None
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_dispatch__(
+        self,
+        func: torch._ops.OpOverload,
+        types: Sequence[type],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
         name = f"aten::{func.overloadpacket.__name__}"
         if not func.is_view and name not in _ALLOCATIONS:
             self.counts[name] += 1
-        return func(*args, **(kwargs or {}))
+            if self.layouts is not None:
+                for x in out if isinstance(out, (tuple, list)) else (out,):
+                    if isinstance(x, torch.Tensor):
+                        self.layouts.append((name, tuple(x.shape), tuple(x.stride())))
+        return out
 
 
 def dispatched_ops(fn: Callable[[], object]) -> Counter[str]:
@@ -44,7 +63,7 @@ def dispatched_ops(fn: Callable[[], object]) -> Counter[str]:
     allocations, so on a GPU each counted op is roughly one kernel launch. Counting keeps no trace
     of the calls, so it works for loops of millions of operations. Returns a ``Counter`` of names.
     """
-    with _Counting() as mode:
+    with _Watching(layouts=False) as mode:
         fn()
     return mode.counts
 
@@ -185,3 +204,17 @@ class HostTransfers(TorchDispatchMode):
     def uploads(self) -> list[Transfer]:
         """The events where the host sends data."""
         return [e for e in self.events if e.kind == "upload"]
+
+
+def produced_layouts(fn: Callable[[], object]) -> list[Layout]:
+    """Run ``fn()`` and list ``(op name, shape, strides)`` for each tensor its operations produce.
+
+    The same operations as :func:`dispatched_ops` (views and plain allocations left out), in the
+    order they run; an in-place or ``out=`` operation produces the tensor it writes. A copy of an
+    input into another layout shows up as a tensor of the input's shape (or of the transposed
+    shape) with other strides.
+    """
+    with _Watching(layouts=True) as mode:
+        fn()
+    assert mode.layouts is not None
+    return mode.layouts

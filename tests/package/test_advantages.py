@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from host_traffic import host_traffic
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gaebook import scan
 from gaebook.advantages import (
     discounted_returns,
     gae,
@@ -20,6 +23,7 @@ from gaebook.advantages import (
     nstep_advantages,
     td_residuals,
 )
+from gaebook.profiling import dispatched_ops, produced_layouts
 
 
 def rollout(seed: int, shape: tuple[int, ...], p_term: float = 0.1, p_trunc: float = 0.1, p_mask: float = 0.0):
@@ -30,6 +34,15 @@ def rollout(seed: int, shape: tuple[int, ...], p_term: float = 0.1, p_trunc: flo
     trunc = torch.rand(shape, generator=g) < p_trunc
     mask = torch.rand(shape, generator=g) >= p_mask
     return r, v, nv, term, trunc, mask
+
+
+@contextmanager
+def chunked(on: bool):
+    """Solve even small problems by chunks (``on``), or by the scan's default rule."""
+    with pytest.MonkeyPatch.context() as patch:
+        if on:
+            patch.setattr(scan, "SMALL", 0)
+        yield
 
 
 shapes = st.lists(st.integers(1, 4), min_size=0, max_size=2).flatmap(
@@ -185,6 +198,29 @@ def test_next_valid_values_skips_masked_positions():
     torch.testing.assert_close(next_valid_values(values), torch.tensor([[2.0, 3.0, 4.0, 5.0, 0.0]]))
 
 
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=shapes,
+    p_mask=st.sampled_from([0.0, 0.3, 0.9, 1.0]),
+    by_chunks=st.booleans(),
+)
+def test_next_valid_values_equals_a_loop_and_never_reads_masked_values(seed, shape, p_mask, by_chunks):
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randn(shape, generator=g)
+    mask = torch.rand(shape, generator=g) >= p_mask
+    last = torch.randn(shape[:-1], generator=g)
+    expected = torch.empty(shape)
+    for index in itertools.product(*(range(k) for k in shape[:-1])):
+        upcoming = last[index]
+        for t in reversed(range(shape[-1])):
+            expected[index][t] = upcoming
+            if mask[index][t]:
+                upcoming = values[index][t]
+    garbage = values.masked_fill(~mask, math.nan)  # what masked positions hold must not matter
+    with chunked(by_chunks):
+        assert torch.equal(next_valid_values(garbage, mask, last=last), expected)
+
+
 def test_discounted_returns_by_hand():
     r = torch.tensor([1.0, 2.0, 3.0, 4.0])
     ends = torch.tensor([False, True, False, False])
@@ -207,6 +243,178 @@ def test_float32_accuracy_on_a_long_rollout():
     adv, _ = gae(r, v, nv, term, trunc, gamma=0.999, lam=0.99)
     ref, _ = gae_reference(r, v, nv, term, trunc, gamma=0.999, lam=0.99)
     assert ((adv.double() - ref).abs().max() / ref.abs().max()).item() < 1e-5
+
+
+# --- time_dim: time-major and other layouts -------------------------------------------------------
+
+
+def moved(x, time_dim: int):
+    """``x`` (time last) with time moved to ``time_dim``, stored in that layout."""
+    return None if x is None else x.movedim(-1, time_dim).contiguous()
+
+
+# (batch shape, time_dim): time-major 2-D and 3-D, time in the middle (TorchRL's -2 with features)
+layouts = st.sampled_from([((5,), 0), ((2, 3), 0), ((2, 3), 1), ((3, 2), -2), ((4,), -2)])
+lengths = st.sampled_from([1, 2, 31, 32, 33, 64, 65, 100, 257]) | st.integers(1, 80)
+
+
+def coefficient(draw_value: float, kind: str, batch: tuple[int, ...], seed: int):
+    """A float, or a tensor of the batch shape, or of its last dimension only (broadcast)."""
+    if kind == "float":
+        return draw_value
+    g = torch.Generator().manual_seed(seed)
+    shape = batch if kind == "batch" else batch[-1:]
+    return torch.rand(shape, generator=g)
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    layout=layouts,
+    steps=lengths,
+    gamma=unit,
+    lam=unit,
+    kinds=st.tuples(*[st.sampled_from(["float", "batch", "last"])] * 2),
+    p_mask=st.sampled_from([None, 0.3]),
+    by_chunks=st.booleans(),
+)
+def test_gae_time_major_equals_the_reference_on_transposed_data(
+    seed, layout, steps, gamma, lam, kinds, p_mask, by_chunks
+):
+    batch, time_dim = layout
+    r, v, nv, term, trunc, mask = rollout(seed, (*batch, steps), p_mask=p_mask or 0.0)
+    mask = None if p_mask is None else mask
+    gamma, lam = coefficient(gamma, kinds[0], batch, seed), coefficient(lam, kinds[1], batch, seed + 1)
+    ref_adv, ref_ret = gae_reference(r, v, nv, term, trunc, gamma=gamma, lam=lam, mask=mask)  # time last
+    inputs = [moved(x, time_dim) for x in (r, v, nv, term, trunc, mask)]
+    with chunked(by_chunks):
+        adv, ret = gae(*inputs[:5], gamma=gamma, lam=lam, mask=inputs[5], time_dim=time_dim)
+    assert adv.shape == ret.shape == inputs[0].shape
+    torch.testing.assert_close(adv.double(), moved(ref_adv, time_dim), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ret.double(), moved(ref_ret, time_dim), rtol=1e-5, atol=1e-5)
+    # the oracle itself takes time_dim too, and returns the inputs' layout
+    oracle = gae_reference(*inputs[:5], gamma=gamma, lam=lam, mask=inputs[5], time_dim=time_dim)
+    assert oracle[0].stride() == inputs[0].stride()
+    torch.testing.assert_close(oracle, (moved(ref_adv, time_dim), moved(ref_ret, time_dim)), rtol=0, atol=0)
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    layout=layouts,
+    steps=lengths,
+    gamma=unit,
+    lam=unit,
+    kind=st.sampled_from(["float", "batch", "last"]),
+    n=st.integers(1, 5),
+    by_chunks=st.booleans(),
+)
+def test_every_estimator_time_major_equals_time_last_on_transposed_data(
+    seed, layout, steps, gamma, lam, kind, n, by_chunks
+):
+    batch, time_dim = layout
+    r, v, nv, term, trunc, mask = rollout(seed, (*batch, steps), p_mask=0.3)
+    gamma = coefficient(gamma, kind, batch, seed)
+    last = torch.randn(batch, generator=torch.Generator().manual_seed(seed))
+    rm, vm, nvm, termm, truncm, maskm = (moved(x, time_dim) for x in (r, v, nv, term, trunc, mask))
+    kw = dict(gamma=gamma, time_dim=time_dim)
+    with chunked(by_chunks):
+        pairs = [
+            (td_residuals(rm, vm, nvm, termm, **kw), td_residuals(r, v, nv, term, gamma=gamma)),
+            (
+                nstep_advantages(rm, vm, nvm, termm, truncm, n=n, **kw),
+                nstep_advantages(r, v, nv, term, trunc, gamma=gamma, n=n),
+            ),
+            (discounted_returns(rm, termm, truncm, **kw), discounted_returns(r, term, trunc, gamma=gamma)),
+            (
+                lambda_returns(rm, nvm, termm, truncm, lam=lam, **kw),
+                lambda_returns(r, nv, term, trunc, gamma=gamma, lam=lam),
+            ),
+            (next_valid_values(vm, time_dim=time_dim), next_valid_values(v)),
+            (next_valid_values(vm, maskm, last=last, time_dim=time_dim), next_valid_values(v, mask, last=last)),
+        ]
+    for major, time_last in pairs:
+        assert major.shape == rm.shape
+        torch.testing.assert_close(major, moved(time_last, time_dim), rtol=1e-5, atol=1e-5)
+
+
+def time_last_copies(fn, steps: int, batch: int) -> list:
+    """The tensors ``fn`` produces of shape ``(batch, steps)``, or ``(steps, batch)`` with time contiguous."""
+    return [
+        (name, shape, stride)
+        for name, shape, stride in produced_layouts(fn)
+        if shape == (batch, steps) or (shape == (steps, batch) and stride[0] < stride[1])
+    ]
+
+
+@pytest.mark.parametrize("by_chunks", [False, True])
+def test_gae_solves_time_major_inputs_in_place_without_a_transposed_copy(by_chunks):
+    steps, batch = 100, 7
+    r, v, nv, term, trunc, mask = rollout(4, (batch, steps), p_mask=0.2)
+    major = [moved(x, 0) for x in (r, v, nv, term, trunc, mask)]
+    gamma = torch.full((batch,), 0.99)
+
+    def time_major():
+        return gae(*major[:5], gamma=gamma, lam=0.95, mask=major[5], check_finite=False, time_dim=0)
+
+    def time_last():
+        return gae(r, v, nv, term, trunc, gamma=gamma, lam=0.95, mask=mask, check_finite=False)
+
+    with chunked(by_chunks):
+        assert time_last_copies(time_major, steps, batch) == []
+        # as many dispatched operations as the time-last call: no transpose, no extra copy
+        assert sum(dispatched_ops(time_major).values()) == sum(dispatched_ops(time_last).values())
+        # the check does see a transposed copy when there is one
+        naive = lambda: [x.T for x in gae(*(x.T.contiguous() for x in major[:5]), gamma=gamma, lam=0.95)]  # noqa: E731
+        assert time_last_copies(naive, steps, batch)
+
+
+def test_gamma_broadcasts_against_the_batch_dims_of_time_major_inputs():
+    r, v, nv, term, trunc, _ = rollout(6, (2, 3, 40))  # (B, N, T), time last
+    gamma = torch.tensor([[0.5], [0.9]])  # (B, 1): one discount per row of the batch
+    expected, _ = gae(r, v, nv, term, trunc, gamma=gamma, lam=0.9)
+    for i in range(2):
+        row, _ = gae(r[i], v[i], nv[i], term[i], trunc[i], gamma=float(gamma[i, 0]), lam=0.9)
+        torch.testing.assert_close(expected[i], row)
+    major = [moved(x, 0) for x in (r, v, nv, term, trunc)]  # (T, B, N)
+    adv, _ = gae(*major, gamma=gamma, lam=0.9, time_dim=0)
+    torch.testing.assert_close(adv, moved(expected, 0))
+    with pytest.raises(
+        ValueError, match=r"gamma has shape \(3, 1\), which does not broadcast to the batch dimensions \(2, 3\)"
+    ):
+        gae(*major, gamma=torch.ones(3, 1), lam=0.9, time_dim=0)
+
+
+ESTIMATORS = {
+    "gae": lambda x, **kw: gae(x, x, x, x < 0, gamma=0.9, lam=0.9, **kw),
+    "gae_reference": lambda x, **kw: gae_reference(x, x, x, x < 0, gamma=0.9, lam=0.9, **kw),
+    "td_residuals": lambda x, **kw: td_residuals(x, x, x, x < 0, gamma=0.9, **kw),
+    "nstep_advantages": lambda x, **kw: nstep_advantages(x, x, x, x < 0, gamma=0.9, n=2, **kw),
+    "discounted_returns": lambda x, **kw: discounted_returns(x, x < 0, gamma=0.9, **kw),
+    "lambda_returns": lambda x, **kw: lambda_returns(x, x, x < 0, gamma=0.9, lam=0.9, **kw),
+    "next_valid_values": lambda x, **kw: next_valid_values(x, x < 0, **kw),
+}
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize(
+    ("time_dim", "error", "match"),
+    [
+        (2, ValueError, r"time_dim=2 is out of range for inputs of 2 dimensions \(-2 to 1\)"),
+        (-3, ValueError, "time_dim=-3 is out of range"),
+        (0.0, TypeError, "time_dim must be an int; got float"),
+        ("0", TypeError, "time_dim must be an int; got str"),
+        (None, TypeError, "time_dim must be an int; got NoneType"),
+        (False, TypeError, "time_dim must be an int; got bool"),
+    ],
+)
+def test_bad_time_dim_is_a_clear_error(estimator, time_dim, error, match):
+    with pytest.raises(error, match=match):
+        ESTIMATORS[estimator](torch.zeros(3, 4), time_dim=time_dim)
+
+
+def test_next_valid_values_wants_last_of_the_batch_shape():
+    values = torch.zeros(5, 3)  # (T, N)
+    with pytest.raises(ValueError, match=r"last must be a torch.float32 tensor of shape \(3,\)"):
+        next_valid_values(values, last=torch.zeros(5), time_dim=0)
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gaebook import gae, next_valid_values
-from gaebook.baselines import cleanrl_gae, discount_cumsum, masked_token_gae, sb3_gae
+from gaebook.baselines import associative_scan_gae, cleanrl_gae, discount_cumsum, masked_token_gae, sb3_gae
 
 GAMMA, LAM = 0.99, 0.95
 
@@ -60,6 +60,16 @@ def test_cleanrl_loop_agrees():
     ours, ours_ret = gae(r, v, nv, term, gamma=GAMMA, lam=LAM)
     torch.testing.assert_close(adv.T, ours)
     torch.testing.assert_close(ret.T, ours_ret)
+    # the same time-major buffers, solved by gaebook in their own layout
+    major, major_ret = gae(*(x.T.contiguous() for x in (r, v, nv, term)), gamma=GAMMA, lam=LAM, time_dim=0)
+    torch.testing.assert_close((major, major_ret), (adv, ret))
+
+
+def test_associative_scan_formulation_agrees():
+    r, v, nv, term = (x.T.contiguous() for x in episode_rollout(n=3, steps=70, seed=5))  # time-major
+    adv, ret = associative_scan_gae(r, v, nv, term.to(r.dtype), GAMMA, LAM)
+    ours, ours_ret = gae(r, v, nv, term, gamma=GAMMA, lam=LAM, time_dim=0)
+    torch.testing.assert_close((adv, ret), (ours, ours_ret))
 
 
 def test_masked_token_loop_agrees_at_valid_tokens():

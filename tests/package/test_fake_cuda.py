@@ -145,6 +145,12 @@ def group_rewards(put: Put) -> Inputs:
     return (put(draws(8, seed=0)), 4), {}
 
 
+def associative_scan_gae(put: Put) -> Inputs:
+    # time-major (T, N); dones[t] marks that the episode ended at t, as floats
+    r, v, nv = (put(draws(40, 3, seed=i)) for i in range(3))
+    return (r, v, nv, put(flags(40, 3, p=0.1, seed=3).float()), 0.99, 0.95), {}
+
+
 def cleanrl_gae(put: Put) -> Inputs:
     # time-major (T, N); dones[t] marks that s_t began an episode, as floats
     rewards, values = put(draws(40, 3, seed=0)), put(draws(40, 3, seed=1))
@@ -190,6 +196,7 @@ EXAMPLES: dict[str, Example] = {
     "grpo_advantages": Example(token_mdp.grpo_advantages, group_rewards),
     "rloo_advantages": Example(token_mdp.rloo_advantages, group_rewards),
     "reinforce_pp_advantages": Example(token_mdp.reinforce_pp_advantages, masked_statistic),
+    "associative_scan_gae": Example(baselines.associative_scan_gae, associative_scan_gae),
     "cleanrl_gae": Example(baselines.cleanrl_gae, cleanrl_gae),
     "masked_token_gae": Example(baselines.masked_token_gae, masked_token_gae),
     "mean_band": Example(plotting.mean_band, mean_band, check=drew_one_band),

@@ -58,13 +58,14 @@ notebooks: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
 # Every test, in two lanes that run side by side (each notebook execution uses one core): the
-# static checks, the package's tests and every notebook under nbval; and the strict book build
+# static checks (lint, types), the package's tests and every notebook under nbval; and the strict book build
 # (which executes every notebook again) followed by the browser tests of the built site.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
 
 test-checks: $(STAMP)
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory typecheck
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory notebooks
 

@@ -322,7 +322,10 @@ def threads_text(threads: int) -> str:
 Duels = dict[tuple[int, int], dict[str, tuple[str, float]]]
 
 
-def print_tables(threads: int, rows: dict[tuple[int, int], dict[str, float]], peers: list[str], duels: Duels) -> None:
+Rows = dict[tuple[int, int], dict[str, float]]
+
+
+def print_tables(threads: int, rows: Rows, peers: list[str], duels: Duels, one_thread: Rows) -> None:
     print(f"\n=== {threads_text(threads)}: time per call (ms) ===")
     columns = ["gb (N,T)", "gb (T,N)", *peers, "gb+mask (N,T)", "gb+mask (T,N)", "masked", "lfilter", "floor"]
     columns = [c for c in columns if any(c in row for row in rows.values())]
@@ -334,8 +337,8 @@ def print_tables(threads: int, rows: dict[tuple[int, int], dict[str, float]], pe
         f"\n=== {threads_text(threads)}: the closest done-aware peer's time / gaebook's, in duels (median of"
         f" {DUELS} alternating pairs); masked loop / gaebook with mask ==="
     )
-    heads = ("peer (N,T)", "ratio", "peer (T,N)", "ratio", "(T,N)/(N,T)", "mask (N,T)", "mask (T,N)")
-    widths = (11, 8, 11, 8, 12, 11, 11)
+    heads = ("peer (N,T)", "ratio", "peer (T,N)", "ratio", "(T,N)/(N,T)", "mask (N,T)", "mask (T,N)", "load")
+    widths = (11, 8, 11, 8, 12, 11, 11, 7)
     print(f"{'N x T':>13}" + "".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
     for (n, steps), row in rows.items():
         (peer_l, ratio_l), (peer_m, ratio_m) = duels[(n, steps)]["(N,T)"], duels[(n, steps)]["(T,N)"]
@@ -343,6 +346,12 @@ def print_tables(threads: int, rows: dict[tuple[int, int], dict[str, float]], pe
             f"{n:>6} x {steps:<6}{peer_l:>11}{ratio_l:>7.2f}x{peer_m:>11}{ratio_m:>7.2f}x"
             f"{row['gb (T,N)'] / row['gb (N,T)']:>12.2f}"
             f"{row['masked'] / row['gb+mask (N,T)']:>10.1f}x{row['masked'] / row['gb+mask (T,N)']:>10.1f}x"
+            + (f"{row['floor'] / one_thread[(n, steps)]['floor']:>7.2f}" if rows is not one_thread else f"{'-':>7}")
+        )
+    if rows is not one_thread:
+        print(
+            "  load: the floor's time / its time at 1 thread. On an idle machine it is at most 1; more means that"
+            " other processes took a core (intra-op threads then wait for each other): rerun to compare speed."
         )
 
 
@@ -394,7 +403,7 @@ def main() -> int:
                 closest = min(ratios, key=ratios.__getitem__)
                 duels[threads][key][layout] = (closest, ratios[closest])
             print(f"  {threads_text(threads)}, {key[0]} x {key[1]}: done", file=sys.stderr, flush=True)
-        print_tables(threads, rows, peers, duels[threads])
+        print_tables(threads, rows, peers, duels[threads], timings[THREADS[0]])
 
     print("\n=== dispatched operations (the same at any thread count) and max relative error vs float64 ===")
     op_cols = ["gb (N,T)", "gb (T,N)", "cleanrl", "trl-loop", "trl-vec", "assoc", "doubling", "masked"]

@@ -189,9 +189,10 @@ def reverse_linear_scan(b: Tensor, a: Tensor, *, time_dim: int = -1, overwrite: 
         time_dim: which dimension of ``b`` is time; any one is solved in its own layout, without a
             transposed copy.
         overwrite: let the scan use ``b`` and ``a`` as its workspace, which saves copying them when
-            both are contiguous (and ``T`` is at most 32 or a multiple of 32); for tensors the caller
-            no longer needs. The result never shares memory with ``a``, so the caller may reuse
-            ``a``'s memory afterwards (``gaebook.gae`` writes its returns there).
+            both are contiguous and the problem is solved by chunks (more than ``SMALL`` elements,
+            ``T`` a multiple of 32; a small one is only read); for tensors the caller no longer
+            needs. The result never shares memory with ``a``, so the caller may reuse ``a``'s memory
+            afterwards (``gaebook.gae`` writes its returns there).
 
     Returns:
         ``x`` of ``b``'s shape, on its device and in its dtype, with time at ``time_dim`` and the

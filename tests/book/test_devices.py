@@ -31,7 +31,6 @@ SETUP_LINE = 'DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cp
 # Chapters not held to these rules yet, with the reason. The mark is strict: once such a chapter
 # passes, its test fails until it is taken off this list.
 EXCEPTIONS = {
-    "09_faq": "not converted yet: several cells still build their tensors and generators on the CPU",
     "appendix_gae_at_scale": "picks its device as `device` for the timings; its exactness checks run on the CPU in "
     "float64 beside NumPy's loops, not yet marked '# host'",
 }

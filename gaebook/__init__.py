@@ -10,7 +10,8 @@ The advantage estimators are re-exported here; the other modules are imported by
 * environments: the subpackage ``envs``, one contract (``envs.base``) met by CartPole, Pendulum
   and Catch as batched tensors (``envs.cartpole``, ``envs.pendulum``, ``envs.catch``), Gymnasium's
   vector environments (``envs.gymnasium``) and reward scaling (``envs.wrappers``);
-* language models: ``lm`` (a tiny transformer), ``token_mdp``, ``lm_ppo``, ``tasks``;
+* language models: the subpackage ``lm``: the token-level MDP (``lm.token_mdp``), tasks with exact
+  rewards (``lm.tasks``), a tiny transformer (``lm.tinygpt``) and PPO for it (``lm.ppo``);
 * ``plotting``: the book's figure helpers.
 """
 

@@ -2,7 +2,7 @@
 
 * ``masked_*`` (:func:`masked_mean`, :func:`masked_whiten`, :func:`explained_variance`): one
   statistic for the whole tensor, pooled over every valid position. The language-model trainer
-  (:mod:`gaebook.lm_ppo`) uses them: its batch of responses ``(B, T)`` is one sample of tokens.
+  (:mod:`gaebook.lm.ppo`) uses them: its batch of responses ``(B, T)`` is one sample of tokens.
 * ``*_per_agent`` (:func:`mean_per_agent`, :func:`explained_variance_per_agent`): one statistic
   per agent, over every dimension but the first. The classic-control trainer (:mod:`gaebook.ppo`)
   uses them: its ``G`` agents, on a leading dimension, share nothing.

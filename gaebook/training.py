@@ -1,7 +1,7 @@
 """What the two PPO trainers share besides the loss: checks of their configurations and the averaging
 of the statistics of one iteration's updates.
 
-:mod:`gaebook.ppo` trains many agents side by side on classic control, :mod:`gaebook.lm_ppo` a
+:mod:`gaebook.ppo` trains many agents side by side on classic control, :mod:`gaebook.lm.ppo` a
 language model on a verifiable task. Both validate a frozen dataclass of hyperparameters with the
 ``check_*`` functions, each of which raises ``ValueError`` naming the field, and average the
 statistics of :func:`gaebook.ppo.ppo_loss` with :class:`RunningMeans`. The masked and per-agent

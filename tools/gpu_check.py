@@ -31,7 +31,7 @@ import torch
 # Everything the hot paths use of gaebook, in one place.
 from gaebook import discounted_returns, gae, lambda_returns, next_valid_values, nstep_advantages
 from gaebook.envs import CartPole, Catch, Pendulum
-from gaebook.lm import CharTokenizer, TinyGPT, sample
+from gaebook.lm.tinygpt import CharTokenizer, TinyGPT, sample
 from gaebook.networks import ActorCritic
 from gaebook.ppo import PPOConfig, train
 

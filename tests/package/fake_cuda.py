@@ -157,19 +157,19 @@ ALLOWED = (
         "matplotlib draws host arrays: a figure reads its data once",
     ),
     Allowed(
-        "gaebook.lm",
+        "gaebook.lm.tinygpt",
         "sample",
         _SCALAR,
         "the early stop once every row has emitted EOS reads one bool per generated token",
     ),
     Allowed(
-        "gaebook.lm",
+        "gaebook.lm.tinygpt",
         "from_policy",
         _COPY,
         "the critic is built on the CPU and copied to the policy's device once, before training",
     ),
     Allowed(
-        "gaebook.lm_ppo",
+        "gaebook.lm.ppo",
         "sample_and_score",
         _COPY,
         "the tasks score text: once per iteration the prompts and rewards are uploaded and the responses read",
@@ -187,7 +187,7 @@ ALLOWED = (
         "as for CartPole: the reset bounds are uploaded once, at construction",
     ),
     Allowed(
-        "gaebook.tasks",
+        "gaebook.lm.tasks",
         "_uniforms",
         _SCALAR,
         "prompts are text: each call draws all its uniforms at once on the generator's device and reads them once",
@@ -199,7 +199,7 @@ ALLOWED = (
         "the History is returned on the CPU: one copy per column, after the last iteration",
     ),
     Allowed(
-        "gaebook.lm_ppo",
+        "gaebook.lm.ppo",
         "finetune",
         _COPY,
         "the LMHistory is returned on the CPU: one copy per entry, after the last iteration",

@@ -24,7 +24,8 @@ import torch
 from fake_cuda import NO_FAKE_CUDA, Harness
 from torch import Tensor
 
-from gaebook import advantages, baselines, plotting, reductions, scan, token_mdp
+from gaebook import advantages, baselines, plotting, reductions, scan
+from gaebook.lm import token_mdp
 
 MODULES: tuple[ModuleType, ...] = (advantages, scan, token_mdp, reductions, baselines, plotting)
 

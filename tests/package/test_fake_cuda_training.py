@@ -16,12 +16,12 @@ from fake_cuda import NO_FAKE_CUDA, Harness
 
 # Everything these tests use of gaebook, in one place.
 from gaebook.envs import CartPole, Catch, Pendulum, VectorEnv
-from gaebook.lm import CharTokenizer, Samples, TinyGPT, sample
-from gaebook.lm_ppo import LMHistory, LMPPOConfig
-from gaebook.lm_ppo import finetune as lm_ppo_finetune
+from gaebook.lm.ppo import LMHistory, LMPPOConfig
+from gaebook.lm.ppo import finetune as lm_ppo_finetune
+from gaebook.lm.tasks import Addition
+from gaebook.lm.tinygpt import CharTokenizer, Samples, TinyGPT, sample
 from gaebook.networks import ActorCritic
 from gaebook.ppo import History, PPOConfig, train
-from gaebook.tasks import Addition
 
 N_AGENTS, N_ENVS = 2, 4
 ENVIRONMENTS: dict[str, tuple[Callable[[torch.Generator], VectorEnv], int, dict[str, Any]]] = {

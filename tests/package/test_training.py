@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from gaebook.lm_ppo import LMPPOConfig
+from gaebook.lm.ppo import LMPPOConfig
 from gaebook.ppo import PPOConfig
 from gaebook.training import RunningMeans, check_choice, check_non_negative, check_positive_int, check_unit_interval
 

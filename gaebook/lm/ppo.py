@@ -1,4 +1,4 @@
-"""PPO for a language model on a verifiable task: the token-level MDP of :mod:`gaebook.token_mdp`.
+"""PPO for a language model on a verifiable task: the token-level MDP of :mod:`gaebook.lm.token_mdp`.
 
 One iteration of :func:`finetune`, top to bottom, as in CleanRL's ``ppo.py``:
 
@@ -32,7 +32,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gaebook.advantages import discounted_returns, gae, next_valid_values
-from gaebook.lm import (
+from gaebook.lm.tasks import Task
+from gaebook.lm.tinygpt import (
     CharTokenizer,
     Samples,
     TinyGPT,
@@ -42,10 +43,7 @@ from gaebook.lm import (
     sample,
     sequence_log_probs,
 )
-from gaebook.ppo import ppo_loss
-from gaebook.reductions import explained_variance, masked_mean, masked_whiten
-from gaebook.tasks import Task
-from gaebook.token_mdp import (
+from gaebook.lm.token_mdp import (
     adaptive_lam,
     grpo_advantages,
     kl_penalty,
@@ -54,6 +52,8 @@ from gaebook.token_mdp import (
     token_rewards,
     truncation_penalty,
 )
+from gaebook.ppo import ppo_loss
+from gaebook.reductions import explained_variance, masked_mean, masked_whiten
 from gaebook.training import (
     RunningMeans,
     check_choice,
@@ -178,7 +178,7 @@ class ScoredResponses:
     """One batch of prompts, the policy's sampled responses, their scores and token rewards.
 
     Tensors are on the policy's device: ``prompts`` long ``(B, P)`` (left-padded), ``samples``
-    the :class:`~gaebook.lm.Samples` ``(B, T)``, ``correct`` float ``(B,)`` exact matches,
+    the :class:`~gaebook.lm.tinygpt.Samples` ``(B, T)``, ``correct`` float ``(B,)`` exact matches,
     ``scores`` ``(B,)`` after the truncation penalty, ``ref_log_probs`` ``(B, T)`` the
     reference's log-probs of the sampled tokens, ``rewards`` ``(B, T)`` the token rewards;
     ``texts`` are the prompts and ``responses`` the decoded responses.
@@ -288,7 +288,7 @@ def _gae(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> 
     "grpo",
     min_group_size=2,
     summary="GRPO: each response's return minus its group's mean, over the group's standard deviation, "
-    "on every token (:func:`gaebook.token_mdp.grpo_advantages`).",
+    "on every token (:func:`gaebook.lm.token_mdp.grpo_advantages`).",
 )
 def _grpo(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> TokenAdvantages:
     # one number per response (score − β·ΣKL), broadcast over its tokens
@@ -300,7 +300,7 @@ def _grpo(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) ->
     "rloo",
     min_group_size=2,
     summary="REINFORCE leave-one-out: each response's return minus the mean of the others in its group, "
-    "on every token (:func:`gaebook.token_mdp.rloo_advantages`).",
+    "on every token (:func:`gaebook.lm.token_mdp.rloo_advantages`).",
 )
 def _rloo(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> TokenAdvantages:
     per_response = rloo_advantages(batch.rewards.sum(1), config.group_size)
@@ -310,7 +310,7 @@ def _rloo(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) ->
 @register_advantage_estimator(
     "reinforce++",
     summary="REINFORCE++: the token-level return-to-go, whitened over the batch "
-    "(:func:`gaebook.token_mdp.reinforce_pp_advantages`).",
+    "(:func:`gaebook.lm.token_mdp.reinforce_pp_advantages`).",
 )
 def _reinforce_pp(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> TokenAdvantages:
     return TokenAdvantages(reinforce_pp_advantages(batch.rewards, batch.samples.mask), None)

@@ -1,4 +1,4 @@
-"""Tests of gaebook.lm_ppo: the LM PPO loop on a tiny task."""
+"""Tests of gaebook.lm.ppo: the LM PPO loop on a tiny task."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import math
 import pytest
 import torch
 
-from gaebook import lm_ppo
-from gaebook.lm import CharTokenizer, TinyGPT, ValueModel, frozen_copy, pretrain
-from gaebook.lm_ppo import (
+from gaebook.lm import ppo as lm_ppo
+from gaebook.lm.ppo import (
     ADVANTAGE_ESTIMATORS,
     LMPPOConfig,
     TokenAdvantages,
@@ -20,7 +19,8 @@ from gaebook.lm_ppo import (
     register_advantage_estimator,
     sample_and_score,
 )
-from gaebook.tasks import CreditProbe
+from gaebook.lm.tasks import CreditProbe
+from gaebook.lm.tinygpt import CharTokenizer, TinyGPT, ValueModel, frozen_copy, pretrain
 
 TASK = CreditProbe(2)
 TOK = CharTokenizer(TASK.alphabet)

@@ -1,4 +1,4 @@
-"""Tests of gaebook.token_mdp: KL estimators, reward placement, adaptive λ, critic-free advantages."""
+"""Tests of gaebook.lm.token_mdp: KL estimators, reward placement, adaptive λ, critic-free advantages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gaebook import gae, next_valid_values
-from gaebook.token_mdp import (
+from gaebook.lm.token_mdp import (
     adaptive_lam,
     grpo_advantages,
     kl_penalty,

@@ -8,8 +8,8 @@ import pytest
 import torch
 from host_traffic import host_traffic
 
-from gaebook.lm import CharTokenizer, TinyGPT, pretrain, sample
-from gaebook.tasks import Addition
+from gaebook.lm.tasks import Addition
+from gaebook.lm.tinygpt import CharTokenizer, TinyGPT, pretrain, sample
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,7 +94,7 @@ def test_bad_input(model, tok):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from gaebook.lm import KVCache, ValueModel, frozen_copy, response_values, sequence_log_probs  # noqa: E402
+from gaebook.lm.tinygpt import KVCache, ValueModel, frozen_copy, response_values, sequence_log_probs  # noqa: E402
 
 
 @settings(max_examples=10)

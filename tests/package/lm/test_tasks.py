@@ -1,4 +1,4 @@
-"""Tests of gaebook.tasks: answers, exact rewards and corrupted demonstrations."""
+"""Tests of gaebook.lm.tasks: answers, exact rewards and corrupted demonstrations."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from host_traffic import host_traffic
 
 from gaebook import gae
-from gaebook.lm import CharTokenizer
+from gaebook.lm.tasks import Addition, BalancedParens, CreditProbe, Task
+from gaebook.lm.tinygpt import CharTokenizer
 from gaebook.profiling import dispatched_ops
-from gaebook.tasks import Addition, BalancedParens, CreditProbe, Task
 
 TASKS = [CreditProbe(5), BalancedParens(6, 3), Addition(20)]
 

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test,bench]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test,bench,llm]"
 	touch $(STAMP)
 
 # Executes every notebook (the cache is emptied first); any warning, broken reference or cell error

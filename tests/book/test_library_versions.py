@@ -60,8 +60,8 @@ LIBRARIES: dict[str, tuple[str, str | None]] = {
 }
 _NAMES = "|".join(f"(?P<lib{i}>{spelling})" for i, (spelling, _) in enumerate(LIBRARIES.values()))
 MENTION = re.compile(
-    rf"(?<![\w.-])(?:{_NAMES})[ \t]+v?(?P<version>\d+(?:\.\d+)*\.(?:\d+|x))(?![\w.])"
-    r"(?P<later>[ \t\n]+(?:and|or)[ \t\n]+later)?"
+    rf"(?<![\w.-])(?:{_NAMES})\s+v?(?P<version>\d+(?:\.\d+)*\.(?:\d+|x))(?![\w.])"
+    r"(?P<later>\s+(?:and|or)\s+later)?"
 )
 COMMIT = re.compile(r"\bcommit\s+[0-9a-f]{7,40}\b")
 
@@ -219,10 +219,14 @@ def test_a_transcribed_version_needs_its_header_with_a_commit():
 
 
 def test_the_pattern_reads_each_spelling_and_skips_what_is_not_a_version():
-    text = "Stable Baselines3 2.x, SB3 2.1, Gymnasium 1.1 and\nlater, OpenAI Gym 0.26.2, TensorFlow 1, a Gymnasium env"
+    text = (
+        "Stable Baselines3 2.x, SB3 2.1, Gymnasium 1.1 and\nlater, OpenAI Gym 0.26.2, TensorFlow 1, a Gymnasium env, "
+        "verl\n0.9"
+    )
     assert [str(m) for m in mentions(text)] == [
         "Stable-Baselines3 2.x",
         "Stable-Baselines3 2.1",
         "Gymnasium 1.1 and later",
         "Gym 0.26.2",
+        "verl 0.9",
     ]

@@ -3,7 +3,9 @@
 These are the loops a reader meets in the wild, and the associative-scan formulation of JAX code.
 The book and ``benchmarks/gae_kernels.py`` run them on the same data as :func:`gaebook.gae` to
 show that the results agree and to measure their cost. Each keeps its library's layout and
-conventions. (TorchRL's estimators are not transcribed: the benchmark imports the library.)
+conventions, and its docstring names the release or commit it was transcribed from (the book's
+test ``tests/book/test_library_versions.py`` checks the versions the book names against these
+headers). (TorchRL's estimators are not transcribed: the benchmark imports the library.)
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def sb3_gae(
     gae_lambda: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stable-Baselines3's ``RolloutBuffer.compute_returns_and_advantage`` (NumPy, time-major).
+
+    Transcribed from Stable-Baselines3 2.9.2, ``stable_baselines3/common/buffers.py``; chapter 7
+    checks it against the installed library's own buffer.
 
     All arrays are ``(T, N)`` except ``last_values`` and ``dones`` (``(N,)``, the state after the
     last step). ``episode_starts[t]`` marks that ``s_t`` began an episode, so step ``t`` ended one
@@ -58,6 +63,9 @@ def cleanrl_gae(
 ) -> tuple[Tensor, Tensor]:
     """CleanRL ``ppo.py``'s loop: time-major ``(T, N)`` tensors, ``dones[t]`` marks that ``s_t`` began an episode.
 
+    Transcribed from CleanRL's ``cleanrl/ppo.py`` at commit fe8d8a03c41a (vwxyzjn/cleanrl, CleanRL
+    2.0.0b1), a script written for Gymnasium 0.29.1, the version CleanRL pins.
+
     ``next_value`` and ``next_done`` are ``(N,)`` for the state after the last step.
     """
     num_steps = rewards.shape[0]
@@ -79,6 +87,9 @@ def masked_token_gae(
     token_level_rewards: Tensor, values: Tensor, response_mask: Tensor, gamma: float, lam: float
 ) -> tuple[Tensor, Tensor]:
     """verl's token loop for multi-turn rollouts: ``(B, L)``, batch first.
+
+    Transcribed from verl 0.9.1, ``verl/trainer/ppo/core_algos.py``,
+    ``compute_gae_advantage_return`` without its final ``masked_whiten`` of the advantages.
 
     Masked tokens (``response_mask`` 0, a float tensor) are skipped: the trace and the next value
     pass over them. Entries at masked tokens are left as the loop leaves them (callers mask them).
@@ -125,6 +136,9 @@ def associative_scan_gae(
 
 def discount_cumsum(x: np.ndarray, discount: float) -> np.ndarray:
     """Spinning Up's ``core.discount_cumsum`` along the last axis: an IIR filter, no episode ends.
+
+    Transcribed from Spinning Up's ``spinup/algos/pytorch/ppo/core.py`` at commit 038665d62d56
+    (openai/spinningup), which filters along axis 0.
 
     ``y_t = x_t + discount · y_{t+1}``; GAE is ``discount_cumsum(deltas, γλ)`` for one trajectory.
     Needs SciPy.

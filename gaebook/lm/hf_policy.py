@@ -235,6 +235,8 @@ def generate(
     the sampled tokens under the tempered policy, from the raw logits it returns
     (``output_logits=True``). The seed of ``generate`` is drawn from ``generator`` (one host read)
     and used inside :func:`torch.random.fork_rng`, so torch's global generators are left as they were.
+    Like :func:`~gaebook.lm.tinygpt.sample` with ``stop_at_eos``, ``generate`` reads one bool per
+    token on the host (have all rows stopped?).
 
     Args:
         policy: the :class:`HFPolicy`.

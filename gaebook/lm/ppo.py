@@ -18,6 +18,11 @@ VC-PPO; Yuan et al., 2025), a λ per response from its length (``adaptive_lam_al
 Yue et al., 2025), value pretraining on Monte Carlo returns before PPO starts
 (``value_pretrain_steps``, VC-PPO), the KL coefficient and estimator. :func:`answer_prompts`
 scores a policy's answers to given prompts.
+
+The policy is any :class:`~gaebook.lm.tinygpt.Policy`: a :class:`~gaebook.lm.tinygpt.TinyGPT`, or
+a Hugging Face causal LM (Llama, Qwen2, GPT-2, … built from a config) wrapped in
+:class:`~gaebook.lm.hf_policy.HFPolicy`; the critic is the policy's ``new_critic()`` (a copy of its
+trunk with a value head that starts at 0) unless one is passed, and the reference a frozen copy.
 """
 
 from __future__ import annotations

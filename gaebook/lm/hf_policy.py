@@ -136,6 +136,9 @@ def _check_causal_lm(model: object) -> PreTrainedModel:
             f"model's attention must be 'eager' or 'sdpa' (they take the 4D mask HFPolicy builds); "
             f"got {model.config._attn_implementation!r}"
         )
+    layer_types = getattr(model.config, "layer_types", None)
+    if "sliding_attention" in layer_types if layer_types else getattr(model.config, "sliding_window", None):
+        raise ValueError("model's attention has a sliding window, which the causal mask HFPolicy builds would ignore")
     if not isinstance(getattr(model.config, "max_position_embeddings", None), int):
         raise ValueError("model.config must give max_position_embeddings (the longest sequence it reads)")
     return model

@@ -310,7 +310,11 @@ def test_hf_policy_refuses_a_model_without_a_causal_lm_head() -> None:
 def test_hf_policy_refuses_an_attention_that_ignores_its_mask() -> None:
     model = llama()
     model.config._attn_implementation = "flex_attention"
-    with pytest.raises(ValueError, match="model's attention"):
+    with pytest.raises(ValueError, match="model's attention must be"):
+        HFPolicy(model)
+    model = qwen2()
+    model.config.layer_types = ["sliding_attention"]
+    with pytest.raises(ValueError, match="model's attention has a sliding window"):
         HFPolicy(model)
 
 

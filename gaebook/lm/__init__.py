@@ -6,7 +6,13 @@ The modules:
   last valid token, the critic-free advantages (GRPO, RLOO, REINFORCE++) and a λ per response;
 * ``tasks``: prompts with exactly checkable answers (:class:`~gaebook.lm.tasks.Addition`,
   :class:`~gaebook.lm.tasks.BalancedParens`, :class:`~gaebook.lm.tasks.CreditProbe`);
-* ``tinygpt``: a tiny causal transformer, its tokenizer, critic, pretraining and sampling;
+* ``tinygpt``: a tiny causal transformer, its tokenizer, critic, pretraining and sampling, and the
+  :class:`~gaebook.lm.tinygpt.Policy` and :class:`~gaebook.lm.tinygpt.Critic` protocols: what
+  sampling and PPO ask of a model;
 * ``ppo``: PPO on the token-level MDP (:func:`~gaebook.lm.ppo.finetune`) and its table of
-  advantage estimators.
+  advantage estimators;
+* ``hf``: Hugging Face pieces built on the machine, a character tokenizer and a tiny Llama;
+* ``hf_policy``: any Hugging Face causal LM as a policy (:class:`~gaebook.lm.hf_policy.HFPolicy`)
+  and a critic (:class:`~gaebook.lm.hf_policy.HFCritic`) for ``ppo``, and sampling with
+  ``transformers``' own ``generate`` (:func:`~gaebook.lm.hf_policy.generate`).
 """

@@ -6,6 +6,9 @@
 * :func:`tiny_llama`: a Llama-architecture causal LM from a small config, randomly initialised, sized
   for a CPU, with dropout off.
 
+To train such a model with :func:`gaebook.lm.ppo.finetune`, wrap it in
+:class:`gaebook.lm.hf_policy.HFPolicy`.
+
 They need the ``llm`` extra (``pip install "gaebook[llm]"``).
 """
 

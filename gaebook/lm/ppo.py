@@ -18,6 +18,11 @@ VC-PPO; Yuan et al., 2025), a λ per response from its length (``adaptive_lam_al
 Yue et al., 2025), value pretraining on Monte Carlo returns before PPO starts
 (``value_pretrain_steps``, VC-PPO), the KL coefficient and estimator. :func:`answer_prompts`
 scores a policy's answers to given prompts.
+
+The policy is any :class:`~gaebook.lm.tinygpt.Policy`: a :class:`~gaebook.lm.tinygpt.TinyGPT`, or
+a Hugging Face causal LM (Llama, Qwen2, GPT-2, … built from a config) wrapped in
+:class:`~gaebook.lm.hf_policy.HFPolicy`; the critic is the policy's ``new_critic()`` (a copy of its
+trunk with a value head that starts at 0) unless one is passed, and the reference a frozen copy.
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ from gaebook.advantages import discounted_returns, gae, next_valid_values
 from gaebook.lm.tasks import Task
 from gaebook.lm.tinygpt import (
     CharTokenizer,
+    Critic,
+    Policy,
     Samples,
-    TinyGPT,
-    ValueModel,
     frozen_copy,
     response_values,
     sample,
@@ -331,14 +336,25 @@ def _estimators_doc() -> str:
 LMPPOConfig.__doc__ = (LMPPOConfig.__doc__ or "") + _estimators_doc()
 
 
-def _device(model: torch.nn.Module) -> torch.device:
+def _device(model: Policy) -> torch.device:
     return next(model.parameters()).device
+
+
+def _check_policy(name: str, policy: object, tok: CharTokenizer) -> None:
+    """``policy`` is a :class:`~gaebook.lm.tinygpt.Policy` over ``tok``'s ids."""
+    if not isinstance(policy, Policy):
+        raise TypeError(
+            f"{name} must be a Policy (a TinyGPT, or a Hugging Face model in gaebook.lm.hf_policy.HFPolicy); "
+            f"got {type(policy).__name__}"
+        )
+    if policy.vocab_size != tok.vocab_size:
+        raise ValueError(f"tok has {tok.vocab_size} token ids but {name}'s vocabulary has {policy.vocab_size}")
 
 
 @torch.no_grad()
 def sample_and_score(
-    policy: TinyGPT,
-    reference: TinyGPT,
+    policy: Policy,
+    reference: Policy,
     task: Task,
     tok: CharTokenizer,
     config: LMPPOConfig,
@@ -361,9 +377,9 @@ def sample_and_score(
 
 
 def _pretrain_critic(
-    policy: TinyGPT,
-    reference: TinyGPT,
-    critic: ValueModel,
+    policy: Policy,
+    reference: Policy,
+    critic: Critic,
     optimizer: torch.optim.Optimizer,
     task: Task,
     tok: CharTokenizer,
@@ -386,39 +402,45 @@ def _pretrain_critic(
 
 
 def finetune(
-    policy: TinyGPT,
+    policy: Policy,
     task: Task,
     tok: CharTokenizer,
     config: LMPPOConfig,
     *,
     generator: torch.Generator,
-    critic: ValueModel | None = None,
-    reference: TinyGPT | None = None,
+    critic: Critic | None = None,
+    reference: Policy | None = None,
     progress: bool = True,
 ) -> LMHistory:
     """Fine-tune ``policy`` in place with PPO on ``task``; return the :class:`LMHistory`.
 
     Args:
-        policy: the pretrained policy (trained in place; copy it first to keep the original).
+        policy: the pretrained policy, a :class:`~gaebook.lm.tinygpt.Policy`: a
+            :class:`~gaebook.lm.tinygpt.TinyGPT` or a Hugging Face causal LM in
+            :class:`~gaebook.lm.hf_policy.HFPolicy` (trained in place; copy it first to keep the original).
         task: prompts and exact rewards.
-        tok: the tokenizer of ``task.alphabet``.
+        tok: the tokenizer of ``task.alphabet`` (its ids must be the policy's vocabulary).
         config: :class:`LMPPOConfig`.
         generator: all the randomness (prompts, sampling, minibatch order).
         critic: for an estimator that uses one (``advantage="gae"``); ``None`` makes
-            :meth:`ValueModel.from_policy` of ``policy``. Trained in place; ignored by the
-            estimators without a critic.
+            ``policy.new_critic()`` (a copy of its trunk with a zero value head:
+            :meth:`~gaebook.lm.tinygpt.ValueModel.from_policy` for a TinyGPT,
+            :meth:`~gaebook.lm.hf_policy.HFCritic.from_policy` for an HFPolicy). Trained in place;
+            ignored by the estimators without a critic.
         reference: the frozen reference policy of the KL penalty; ``None`` freezes a copy of
             ``policy`` as it is now.
         progress: show a tqdm bar.
     """
     estimator = advantage_estimator(config.advantage)
+    _check_policy("policy", policy, tok)
     frozen = frozen_copy(policy) if reference is None else reference
-    if not isinstance(frozen, TinyGPT):
-        raise TypeError(f"reference must be a TinyGPT; got {type(frozen).__name__}")
+    _check_policy("reference", frozen, tok)
     if not estimator.uses_critic:
         critic = None
     elif critic is None:
-        critic = ValueModel.from_policy(policy)
+        critic = policy.new_critic()
+    elif not isinstance(critic, Critic):
+        raise TypeError(f"critic must be a Critic (a ValueModel or an HFCritic); got {type(critic).__name__}")
     groups = [{"params": list(policy.parameters()), "lr": config.lr}]
     if critic is not None:
         groups.append({"params": list(critic.parameters()), "lr": config.critic_lr})
@@ -503,7 +525,7 @@ def finetune(
 
 @torch.no_grad()
 def answer_prompts(
-    policy: TinyGPT,
+    policy: Policy,
     task: Task,
     tok: CharTokenizer,
     prompts: Sequence[str],
@@ -517,6 +539,7 @@ def answer_prompts(
     ``greedy`` takes the most likely token at every step; otherwise responses are sampled.
     ``max_new_tokens=None`` takes the task's budget.
     """
+    _check_policy("policy", policy, tok)
     batch = tok.batch(list(prompts), eos=False, pad="left").to(_device(policy))
     s = sample(policy, batch, max_new_tokens=max_new_tokens or task.max_new_tokens, generator=generator, greedy=greedy)
     responses = [tok.decode(t) for t in s.tokens.cpu()]

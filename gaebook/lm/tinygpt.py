@@ -17,9 +17,9 @@ response token ``t``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,9 @@ from tqdm import tqdm
 
 __all__ = [
     "CharTokenizer",
+    "Critic",
     "KVCache",
+    "Policy",
     "Samples",
     "TinyGPT",
     "ValueModel",
@@ -38,6 +40,49 @@ __all__ = [
     "sample",
     "sequence_log_probs",
 ]
+
+
+@runtime_checkable
+class Critic(Protocol):
+    """What :func:`response_values` and :func:`gaebook.lm.ppo.finetune` need of a critic.
+
+    Calling it maps long tokens ``(B, L)`` and an optional bool ``attention_mask`` ``(B, L)``
+    (``False`` at padding) to float values ``(B, L)``, position ``i`` seeing tokens ``≤ i``.
+    :class:`ValueModel` is one; :class:`gaebook.lm.hf.HFCritic` another.
+    """
+
+    def __call__(self, tokens: Tensor, *, attention_mask: Tensor | None = None) -> Tensor: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What :func:`sample`, :func:`sequence_log_probs` and :func:`gaebook.lm.ppo.finetune` need of a policy.
+
+    * calling it maps long tokens ``(B, L)``, an optional bool ``attention_mask`` ``(B, L)``
+      (``False`` at padding: never attended to, and not counted in the positions of later
+      tokens) and an optional ``cache`` from :meth:`new_cache` to float logits ``(B, L, vocab_size)``;
+      with a cache, ``tokens`` continue the sequences read so far, and after the first call
+      they come one at a time without a mask;
+    * ``max_len``: the longest sequence it reads; ``vocab_size``: the number of token ids;
+    * :meth:`new_cache`: an empty decoding cache for ``batch_size`` rows of up to ``capacity`` tokens;
+    * :meth:`new_critic`: a :class:`Critic` that starts from this policy (a copy of its trunk and a
+      value head that outputs 0), for :func:`~gaebook.lm.ppo.finetune` to train.
+
+    :class:`TinyGPT` is one; :class:`gaebook.lm.hf.HFPolicy` (any Hugging Face causal LM) another.
+    """
+
+    max_len: int
+    vocab_size: int
+
+    def __call__(self, tokens: Tensor, *, attention_mask: Tensor | None = None, cache: Any = None) -> Tensor: ...
+
+    def new_cache(self, batch_size: int, capacity: int) -> Any: ...
+
+    def new_critic(self) -> Critic: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
 
 class CharTokenizer:
@@ -231,6 +276,14 @@ class TinyGPT(nn.Module):
         """Next-token logits: long ``(B, L)`` in, float ``(B, L, vocab_size)`` out (arguments as :meth:`hidden`)."""
         return self.head(self.hidden(tokens, attention_mask=attention_mask, cache=cache))
 
+    def new_cache(self, batch_size: int, capacity: int) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` rows of up to ``capacity`` tokens."""
+        return KVCache(self, batch_size, capacity)
+
+    def new_critic(self) -> ValueModel:
+        """:meth:`ValueModel.from_policy` of this model."""
+        return ValueModel.from_policy(self)
+
 
 class ValueModel(nn.Module):
     """A critic: its own transformer trunk and a scalar value head, initialised to zero.
@@ -267,9 +320,16 @@ class ValueModel(nn.Module):
         return self.value_head(self.trunk.hidden(tokens, attention_mask=attention_mask)).squeeze(-1)
 
 
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` with gradients off, in eval mode: the reference policy of RLHF."""
-    return copy.deepcopy(model).requires_grad_(False).eval()
+M = TypeVar("M")
+
+
+def frozen_copy(model: M) -> M:
+    """A deep copy of ``model`` (an ``nn.Module``) with gradients off, in eval mode: the reference policy of RLHF."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
+    frozen = copy.deepcopy(model)
+    frozen.requires_grad_(False).eval()
+    return frozen
 
 
 def pretrain(
@@ -336,7 +396,7 @@ class Samples:
 
 @torch.no_grad()
 def sample(
-    model: TinyGPT,
+    model: Policy,
     prompts: Tensor,
     *,
     max_new_tokens: int,
@@ -358,14 +418,14 @@ def sample(
     number of draws taken from ``generator`` differs.
 
     Args:
-        model: the policy.
+        model: the policy (a :class:`Policy`: :class:`TinyGPT` or :class:`gaebook.lm.hf.HFPolicy`).
         prompts: long ``(B, P)`` on the model's device, BOS-first and left-padded with PAD
             (:meth:`CharTokenizer.batch` with ``pad="left"``).
         max_new_tokens: response budget; ``P + max_new_tokens`` must fit ``model.max_len``.
         generator: the randomness (on the model's device).
         temperature: softmax temperature (> 0); the log-probs are those of the tempered policy.
         greedy: take the most likely token instead of sampling (log-probs as above).
-        use_cache: reuse keys and values (:class:`KVCache`); ``False`` re-reads the whole prefix
+        use_cache: reuse keys and values (the model's :meth:`Policy.new_cache`); ``False`` re-reads the whole prefix
             at every step, which gives the same samples, only slower.
         stop_at_eos: stop once every row has emitted EOS (one host read per token, see above).
 
@@ -389,7 +449,7 @@ def sample(
     mask = torch.zeros(b, max_new_tokens, dtype=torch.bool, device=prompts.device)
     running = torch.ones(b, dtype=torch.bool, device=prompts.device)
     if use_cache:
-        cache = KVCache(model, b, prompts.shape[1] + max_new_tokens)
+        cache = model.new_cache(b, prompts.shape[1] + max_new_tokens)
         logits = model(prompts, attention_mask=prompt_mask, cache=cache)[:, -1]
     else:
         seq, seq_mask = prompts, prompt_mask
@@ -429,12 +489,12 @@ def _join(prompts: Tensor, responses: Tensor) -> tuple[Tensor, Tensor, int]:
 
 
 def sequence_log_probs(
-    model: TinyGPT, prompts: Tensor, responses: Tensor, *, temperature: float = 1.0
+    model: Policy, prompts: Tensor, responses: Tensor, *, temperature: float = 1.0
 ) -> tuple[Tensor, Tensor]:
     """Per-token log-probabilities and entropies of ``responses`` given ``prompts``, in one teacher-forced pass.
 
     Args:
-        model: the policy.
+        model: the policy (a :class:`Policy`).
         prompts: long ``(B, P)``, left-padded as for :func:`sample`.
         responses: long ``(B, T)``, e.g. :attr:`Samples.tokens`.
         temperature: as in :func:`sample`, so that the result matches its ``log_probs``.
@@ -450,7 +510,7 @@ def sequence_log_probs(
     return logp.gather(-1, responses.unsqueeze(-1)).squeeze(-1), entropy
 
 
-def response_values(critic: ValueModel, prompts: Tensor, responses: Tensor) -> Tensor:
+def response_values(critic: Critic, prompts: Tensor, responses: Tensor) -> Tensor:
     """The critic's ``V(s_t)`` for every response token: float ``(B, T)``.
 
     ``s_t`` is the prompt and the first ``t`` response tokens, the state in which token ``t`` is

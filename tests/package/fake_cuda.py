@@ -163,6 +163,13 @@ ALLOWED = (
         "the early stop once every row has emitted EOS reads one bool per generated token",
     ),
     Allowed(
+        "gaebook.lm.hf_policy",
+        "forward",
+        _COPY,
+        "transformers' DynamicCache starts each layer's keys and values with torch.tensor([], device=...): "
+        "an upload of an empty tensor, at the first forward pass into a new cache (once per sample call)",
+    ),
+    Allowed(
         "gaebook.lm.tinygpt",
         "from_policy",
         _COPY,

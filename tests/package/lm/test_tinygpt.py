@@ -94,7 +94,15 @@ def test_bad_input(model, tok):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from gaebook.lm.tinygpt import KVCache, ValueModel, frozen_copy, response_values, sequence_log_probs  # noqa: E402
+from gaebook.lm.tinygpt import (  # noqa: E402
+    Critic,
+    KVCache,
+    Policy,
+    ValueModel,
+    frozen_copy,
+    response_values,
+    sequence_log_probs,
+)
 
 
 @settings(max_examples=10)
@@ -204,6 +212,20 @@ def test_frozen_copy(model):
     with torch.no_grad():
         model.head.weight.add_(1.0)
     assert not torch.equal(ref.head.weight, model.head.weight)
+    with pytest.raises(TypeError, match="model must be an nn"):
+        frozen_copy([1.0])
+
+
+def test_tinygpt_is_a_policy_and_its_critic_a_critic(model, tok):
+    """What sample, sequence_log_probs and finetune ask of a policy and a critic (the Policy and Critic protocols)."""
+    assert isinstance(model, Policy)
+    critic = model.new_critic()
+    assert isinstance(critic, ValueModel) and isinstance(critic, Critic)
+    expected = ValueModel.from_policy(model).parameters()
+    assert all(torch.equal(p, q) for p, q in zip(critic.parameters(), expected, strict=True))
+    cache = model.new_cache(2, 9)
+    assert isinstance(cache, KVCache) and cache.capacity == 9 and cache.keys.shape[1] == 2
+    assert not isinstance(torch.nn.Linear(2, 2), Policy)
 
 
 def test_bad_input_for_the_new_arguments(model, tok):

@@ -131,6 +131,11 @@ def gae_advantage_return(
             "passes values, gamma and lam only to its built-in 'gae'; other registered estimators get "
             "token_level_rewards, response_mask and config"
         )
+    if not isinstance(values, Tensor) or values.shape != token_level_rewards.shape:
+        raise ValueError(
+            f"values must be a tensor of token_level_rewards' shape {tuple(token_level_rewards.shape)}; "
+            f"got {getattr(values, 'shape', type(values).__name__)}"
+        )
     mask = _mask(response_mask, token_level_rewards)
     g, lam_ = _coefficient("gamma", gamma, config), _coefficient("lam", lam, config)
     with torch.no_grad():

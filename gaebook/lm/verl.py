@@ -12,7 +12,8 @@
   importing verl (its Ray task runner and workers included) import this module, which then
   registers the estimator under :data:`ESTIMATOR_NAME`.
 * :func:`ppo_trainer_overrides` writes an :class:`~gaebook.lm.ppo.LMPPOConfig` as Hydra overrides
-  of verl's ``ppo_trainer`` configuration; :func:`chapter6_overrides` does it for chapter 6's run.
+  of verl's ``ppo_trainer`` configuration; :func:`chapter6_overrides` does it for chapter 6's run,
+  and :func:`validated_ppo_trainer` composes and checks such a configuration as verl's ``main`` does.
 
 verl is imported only inside the functions that need it: the module imports without it.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "gae_advantage_return",
     "ppo_trainer_overrides",
     "register_gae_estimator",
+    "validated_ppo_trainer",
 ]
 
 ESTIMATOR_NAME = "gaebook_gae"
@@ -287,6 +289,32 @@ def chapter6_overrides(model_path: str) -> list[str]:
         max_prompt_length=1 + task.max_depth + 2 * task.max_pairs + 1,
         max_response_length=task.max_new_tokens,
     )
+
+
+def validated_ppo_trainer(overrides: list[str]) -> Any:
+    """verl's ``ppo_trainer`` configuration with ``overrides``, composed and checked as verl's own ``main`` does.
+
+    ``main`` in ``verl/trainer/main_ppo.py`` (verl 0.9.1) is a Hydra application on the configuration
+    module ``verl.trainer.config``; before it starts Ray it calls ``auto_set_device`` and
+    ``validate_config(config, use_reference_policy=need_reference_policy(config),
+    use_critic=need_critic(config))``. This does the same steps, on the CPU, and stops there: what
+    follows, ``run_ppo``, starts Ray and workers whose process groups need NCCL, that is, GPUs.
+
+    Returns:
+        The composed ``DictConfig``; verl's checks raise (``AssertionError``, ``ValueError`` or
+        Hydra's ``InstantiationException``) if it is inconsistent.
+    """
+    _core_algos()  # the clear error if verl is missing
+    from hydra import compose, initialize_config_module
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    with initialize_config_module("verl.trainer.config", version_base=None):
+        config = compose("ppo_trainer", overrides=overrides)
+    auto_set_device(config)
+    validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    return config
 
 
 # verl imports the modules named in VERL_USE_EXTERNAL_MODULES when it is imported (verl/__init__.py):

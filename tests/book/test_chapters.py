@@ -1,5 +1,5 @@
 """What every chapter gives a reader: exercises with hidden solutions at its end, and code that
-runs on its own in Colab or Binder, where only ``pip install gaebook[book]`` has been done."""
+runs on its own in Colab or Binder, where only its install cell (``pip install gaebook[book]``) has run."""
 
 from __future__ import annotations
 
@@ -70,14 +70,23 @@ def test_exercise_labels_are_unique_across_the_book():
     assert len(labels) == len(set(labels)), sorted(label for label in labels if labels.count(label) > 1)
 
 
-def installed_with_book_extra() -> set[str]:
-    """The top-level modules that ``pip install gaebook[book]`` brings, with their dependencies.
+def install_extras(nb: nbformat.NotebookNode) -> list[str]:
+    """The extras of gaebook that the chapter's install cell installs: ``["book"]`` or, say, ``["book", "llm"]``."""
+    install = next(c.source for c in nb.cells if c.cell_type == "code")
+    match = re.search(r"gaebook\[([\w,]+)\]", install)
+    assert match, "the install cell installs gaebook with its extras"
+    return match[1].split(",")
+
+
+def installed_with_extras(extras: list[str]) -> set[str]:
+    """The top-level modules that ``pip install gaebook[<extras>]`` brings, with their dependencies.
 
     The first level comes from pyproject.toml (what Colab installs from the repository); the rest
     from the installed packages' metadata.
     """
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    todo = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["book"]]
+    wanted = project["dependencies"] + [r for extra in extras for r in project["optional-dependencies"][extra]]
+    todo = [Requirement(r) for r in wanted]
     dists: set[str] = set()
     while todo:
         req = todo.pop()
@@ -100,15 +109,17 @@ def installed_with_book_extra() -> set[str]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_the_chapter_imports_only_what_its_install_cell_brings(path):
-    available = installed_with_book_extra() | set(sys.stdlib_module_names) | {"gaebook"}
+    nb = nbformat.read(path, as_version=4)
+    extras = install_extras(nb)
+    available = installed_with_extras(extras) | set(sys.stdlib_module_names) | {"gaebook"}
     imported = set()
-    for source in code(nbformat.read(path, as_version=4)):
+    for source in code(nb):
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Import):
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
-    assert imported <= available, f"not installed by gaebook[book]: {sorted(imported - available)}"
+    assert imported <= available, f"not installed by gaebook[{','.join(extras)}]: {sorted(imported - available)}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -12,13 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+# The extras of gaebook that a page installs in Colab, where it runs more libraries' code than "book" brings.
+EXTRAS = {"from_book_to_verl": "book,llm"}
 
 
 def toc_files() -> list[str]:
     return [TOC["root"]] + [entry["file"] for part in TOC["parts"] for entry in part["chapters"]]
 
 
-def install_cell() -> str:
+def install_cell(extras: str = "book") -> str:
     """The first code cell of every chapter, built from the repository URL in _config.yml."""
     url = CONFIG["repository"]["url"].removeprefix("https://")
     branch = CONFIG["repository"]["branch"]
@@ -31,7 +33,7 @@ if "google.colab" in sys.modules:
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "-q",
-            "gaebook[book] @ git+https://{url}@{branch}",
+            "gaebook[{extras}] @ git+https://{url}@{branch}",
         ],
         check=True,
     )"""
@@ -51,7 +53,7 @@ def test_notebook_is_stored_clean_and_colab_ready(path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     for cell in code:
         assert not cell.get("outputs") and cell.get("execution_count") is None, "stored outputs: clear them"
-    assert "".join(code[0]["source"]) == install_cell()
+    assert "".join(code[0]["source"]) == install_cell(EXTRAS.get(path.stem, "book"))
     headings = [c for c in nb["cells"] if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("# ")]
     assert len(headings) == 1, "one title (H1) per chapter"
 

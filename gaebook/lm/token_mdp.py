@@ -108,10 +108,11 @@ def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_
     """Per-token rewards ``r_t = −β·KL_t + [t = last valid token]·score``, zero at masked positions.
 
     The score goes on the **last valid token** (the EOS, or the last token of a truncated
-    response): that action completed the response. TRL's ``PPOTrainer`` adds it one slot later,
-    at ``sequence_lengths + 1``, the first padding position after EOS (huggingface/trl issues
-    #1893 and #3750), a position that is no action of the policy; the EOS then sees the score
-    only through the value and advantage of a padding slot. Here it always lands on an action.
+    response): that action completed the response. TRL's ``PPOTrainer`` (last shipped in TRL
+    1.12.0, as ``trl.experimental.ppo``) added it one slot later, at ``sequence_lengths + 1``, the
+    first padding position after EOS (huggingface/trl issues #1893 and #3750), a position that is
+    no action of the policy; the EOS then saw the score only through the value and advantage of a
+    padding slot. Here it always lands on an action.
 
     Args:
         scores: floating ``(B,)``, the task's score of each whole response.

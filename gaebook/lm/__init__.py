@@ -8,5 +8,7 @@ The modules:
   :class:`~gaebook.lm.tasks.BalancedParens`, :class:`~gaebook.lm.tasks.CreditProbe`);
 * ``tinygpt``: a tiny causal transformer, its tokenizer, critic, pretraining and sampling;
 * ``ppo``: PPO on the token-level MDP (:func:`~gaebook.lm.ppo.finetune`) and its table of
-  advantage estimators.
+  advantage estimators;
+* ``distributed``: data-parallel ``finetune`` with ``torch.distributed`` (rollouts split across the
+  ranks, global whitening, gradients averaged by DDP), launched by ``torchrun``.
 """

@@ -75,17 +75,18 @@ def _block(n: int, name: str) -> slice:
     """This rank's contiguous block of ``n`` items, in the default group."""
     rank, size = world()
     if n % size:
-        raise ValueError(f"{name} ({n}) must be divisible by the number of processes ({size})")
+        raise ValueError(f"{name} must be divisible by the number of processes ({size}); got {n}")
     per_rank = n // size
     return slice(rank * per_rank, (rank + 1) * per_rank)
 
 
-def shard(items: Sequence[T]) -> Sequence[T]:
+def shard(items: Sequence[T], *, name: str = "len(items)") -> Sequence[T]:
     """This rank's contiguous block of ``items`` (all of them without a process group).
 
-    ``len(items)`` must be divisible by the world size; ranks ``0, 1, …`` hold the blocks in order.
+    ``len(items)`` must be divisible by the world size (``ValueError`` naming ``name`` if not);
+    ranks ``0, 1, …`` hold the blocks in order.
     """
-    return items[_block(len(items), "the number of items")]
+    return items[_block(len(items), name)]
 
 
 def rank_generator(generator: torch.Generator) -> torch.Generator:
@@ -133,7 +134,7 @@ def minibatches(order: Tensor, n_minibatches: int) -> list[Tensor]:
     chunks = order.chunk(n_minibatches)
     if not _initialised():
         return list(chunks)
-    block = _block(len(order), "the batch size")
+    block = _block(len(order), "len(order)")
     parts = []
     for chunk in order.cpu().chunk(n_minibatches):
         mine = chunk[(chunk >= block.start) & (chunk < block.stop)] - block.start

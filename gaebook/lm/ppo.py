@@ -359,7 +359,7 @@ def sample_and_score(
     responses (:func:`gaebook.lm.distributed.shard`).
     """
     device = _device(policy)
-    drawn = distributed.shard(task.prompts(config.n_prompts, generator=generator))
+    drawn = distributed.shard(task.prompts(config.n_prompts, generator=generator), name="n_prompts")
     texts = [p for p in drawn for _ in range(config.group_size)]
     prompts = tok.batch(texts, eos=False, pad="left").to(device)
     max_new = config.max_new_tokens or task.max_new_tokens
@@ -426,6 +426,11 @@ def finetune(
         reference: the frozen reference policy of the KL penalty; ``None`` freezes a copy of
             ``policy`` as it is now.
         progress: show a tqdm bar.
+
+    Under ``torch.distributed`` (launched by ``torchrun``) every rank calls ``finetune`` with the
+    same arguments and seed, and the ranks share each iteration's batch: see
+    :mod:`gaebook.lm.distributed`. ``config.n_prompts`` must then be divisible by the number of
+    processes, and each rank samples with a generator seeded from ``generator``.
     """
     estimator = advantage_estimator(config.advantage)
     train_policy = distributed.wrap(policy)  # under torch.distributed: rank 0's weights on every rank

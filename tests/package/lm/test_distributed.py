@@ -194,8 +194,8 @@ def _on_two_ranks(rank: int, port: int) -> None:
         )
         # blocks, gathering, and the parts of a global permutation's minibatches
         assert list(distributed.shard(range(6))) == ([0, 1, 2] if rank == 0 else [3, 4, 5])
-        with pytest.raises(ValueError, match="divisible"):
-            distributed.shard(range(5))
+        with pytest.raises(ValueError, match="n_prompts must be divisible"):
+            distributed.shard(range(5), name="n_prompts")
         assert torch.equal(distributed.gather(MASK[:2] if rank == 0 else MASK[2:4]), MASK[:4])
         parts = distributed.minibatches(torch.tensor([5, 0, 3, 1, 4, 2]), 2)  # minibatches [5, 0, 3], [1, 4, 2]
         expected = [[0], [1, 2]] if rank == 0 else [[2, 0], [1]]  # rank 0 holds 0-2, rank 1 holds 3-5

@@ -33,7 +33,7 @@ SEED = 3
 # update move the parameters well beyond float32 rounding.
 _COMMON = {"iterations": 1, "n_epochs": 2, "n_minibatches": 2, "lr": 1e-2, "critic_lr": 1e-2, "kl_coef": 0.1}
 CASES = {
-    "gae": LMPPOConfig(n_prompts=4, advantage="gae", **_COMMON),
+    "gae": LMPPOConfig(n_prompts=4, advantage="gae", value_pretrain_steps=1, **_COMMON),
     "grpo": LMPPOConfig(n_prompts=4, group_size=2, advantage="grpo", **_COMMON),
 }
 
@@ -55,30 +55,33 @@ def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
         setattr(obj, name, old)
 
 
-def run(case: str, batch: ScoredResponses | None = None, generator_state: Tensor | None = None) -> dict[str, Any]:
-    """One iteration of ``finetune`` on ``case``, recording what it computed.
+def run(case: str, replay: tuple[list[ScoredResponses], list[Tensor]] | None = None) -> dict[str, Any]:
+    """One iteration of ``finetune`` on ``case`` (after the critic's pretraining), recording what it computed.
 
-    With ``batch`` (and ``generator_state``, the shared generator's state once the prompts are
-    drawn) the iteration trains on ``batch`` instead of sampling. Returns the batch, the shared
-    generator's state before and after sampling, the advantages, each rank's part of every
-    minibatch, the gradients each update stepped with, the parameters after the iteration and
-    the history.
+    With ``replay = (batches, states)`` the ``i``-th call of ``sample_and_score`` returns
+    ``batches[i]`` and leaves the shared generator in ``states[i]`` (its state once the prompts
+    are drawn) instead of sampling. Returns, in lists over the calls, the batches and the shared
+    generator's states before and after sampling, the advantages, each rank's part of every
+    minibatch and the gradient of every update; then the parameters after the iteration and the
+    history.
     """
     config = CASES[case]
     policy, reference = models()
     generator = torch.Generator().manual_seed(SEED)
-    if generator_state is not None:
-        generator.set_state(generator_state)
-    record: dict[str, Any] = {"advantages": [], "parts": [], "grads": []}
+    record: dict[str, Any] = {k: [] for k in ("batches", "before", "after", "advantages", "parts", "grads")}
     real_sample_and_score = lm_ppo.sample_and_score
     real_minibatches = distributed.minibatches
     estimator = lm_ppo.ADVANTAGE_ESTIMATORS[config.advantage]
 
     def sample_and_score(*args: Any, **kwargs: Any) -> ScoredResponses:
-        record["state_before"] = generator.get_state()
-        drawn = real_sample_and_score(*args, **kwargs) if batch is None else batch
-        record["state_after"] = generator.get_state()
-        record["batch"] = drawn
+        record["before"].append(generator.get_state())
+        if replay is None:
+            drawn = real_sample_and_score(*args, **kwargs)
+        else:
+            drawn = replay[0][len(record["batches"])]
+            generator.set_state(replay[1][len(record["batches"])])
+        record["after"].append(generator.get_state())
+        record["batches"].append(drawn)
         return drawn
 
     def advantages(*args: Any) -> lm_ppo.TokenAdvantages:
@@ -92,7 +95,9 @@ def run(case: str, batch: ScoredResponses | None = None, generator_state: Tensor
         return parts
 
     def before_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-        record["grads"].append([p.grad.clone() for group in optimizer.param_groups for p in group["params"]])
+        record["grads"].append(
+            [p.grad.clone() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        )
 
     hook = register_optimizer_step_pre_hook(before_step)
     try:

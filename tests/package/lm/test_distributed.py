@@ -58,7 +58,8 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, 
     done = subprocess.run(
         [*command, ddp_worker.__file__, str(out)], env=env, capture_output=True, text=True, timeout=300
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    ranks_said = "\n".join(line for line in done.stderr.splitlines() if line.startswith("[rank"))
+    assert done.returncode == 0, (ranks_said or done.stderr)[-4000:]
     return {
         case: [torch.load(out / f"{case}-{r}.pt", weights_only=False) for r in range(2)] for case in ddp_worker.CASES
     }
@@ -85,14 +86,16 @@ def test_two_ranks_compute_what_one_process_computes(ranks, case):
     config = ddp_worker.CASES[case]
     # rollouts: both ranks drew the same prompts (their shared generators stayed in step) and
     # kept one half each, so the halves, in rank order, are the batch one process would draw
-    for key in ("state_before", "state_after"):
-        assert torch.equal(r0[key], r1[key])
-    prompts = ddp_worker.TASK.prompts(config.n_prompts, generator=torch.Generator().set_state(r0["state_before"]))
-    batch = joined([r0["batch"], r1["batch"]])
-    assert batch.texts == [p for p in prompts for _ in range(config.group_size)]
-    assert len(r0["batch"].texts) == len(r1["batch"].texts) == config.batch_size // 2
+    assert len(r0["batches"]) == config.value_pretrain_steps + 1
+    for before0, before1, after0, after1 in zip(r0["before"], r1["before"], r0["after"], r1["after"], strict=True):
+        assert torch.equal(before0, before1) and torch.equal(after0, after1)
+    batches = [joined(halves) for halves in zip(r0["batches"], r1["batches"], strict=True)]
+    for batch, before in zip(batches, r0["before"], strict=True):
+        prompts = ddp_worker.TASK.prompts(config.n_prompts, generator=torch.Generator().set_state(before))
+        assert batch.texts == [p for p in prompts for _ in range(config.group_size)]
+    assert all(len(b.texts) == config.batch_size // 2 for b in r0["batches"] + r1["batches"])
 
-    one = ddp_worker.run(case, batch=batch, generator_state=r0["state_after"])
+    one = ddp_worker.run(case, replay=(batches, r0["after"]))
 
     # advantages: per rank, whitened with the statistics of both ranks' tokens
     torch.testing.assert_close(torch.cat([r0["advantages"][0], r1["advantages"][0]]), one["advantages"][0], **TOL)
@@ -100,13 +103,18 @@ def test_two_ranks_compute_what_one_process_computes(ranks, case):
     # responses live; the ranks' parts hold different numbers of tokens (what the loss scaling is for)
     half = config.batch_size // 2
     unequal = False
-    for parts0, parts1, whole in zip(r0["parts"], r1["parts"], one["parts"], strict=True):
+    # one call per pretraining step, on its batch, then one per epoch, on the last batch
+    calls = list(range(config.value_pretrain_steps)) + [config.value_pretrain_steps] * config.n_epochs
+    for i, parts0, parts1, whole in zip(calls, r0["parts"], r1["parts"], one["parts"], strict=True):
+        mask0, mask1 = r0["batches"][i].samples.mask, r1["batches"][i].samples.mask
         for p0, p1, w in zip(parts0, parts1, whole, strict=True):
             assert sorted(torch.cat([p0, p1 + half]).tolist()) == sorted(w.tolist())
-            unequal |= bool(r0["batch"].samples.mask[p0].sum() != r1["batch"].samples.mask[p1].sum())
+            unequal |= bool(mask0[p0].sum() != mask1[p1].sum())
     assert unequal
-    # gradients: every update's, averaged by DDP (the same on both ranks), is one process's
-    assert len(r0["grads"]) == len(one["grads"]) == config.n_epochs * config.n_minibatches
+    # gradients: every update's (the critic's pretraining, then PPO's), averaged by DDP (the same
+    # on both ranks), is one process's
+    updates = (config.value_pretrain_steps + config.n_epochs) * config.n_minibatches
+    assert len(r0["grads"]) == len(one["grads"]) == updates
     for g0, g1, g in zip(r0["grads"], r1["grads"], one["grads"], strict=True):
         assert all(torch.equal(a, b) for a, b in zip(g0, g1, strict=True))
         torch.testing.assert_close(g0, g, **TOL)

@@ -14,5 +14,9 @@ The modules:
 * ``hf``: Hugging Face pieces built on the machine, a character tokenizer and a tiny Llama;
 * ``hf_policy``: any Hugging Face causal LM as a policy (:class:`~gaebook.lm.hf_policy.HFPolicy`)
   and a critic (:class:`~gaebook.lm.hf_policy.HFCritic`) for ``ppo``, and sampling with
-  ``transformers``' own ``generate`` (:func:`~gaebook.lm.hf_policy.generate`).
+  ``transformers``' own ``generate`` (:func:`~gaebook.lm.hf_policy.generate`);
+* ``verl``: ``gaebook.gae`` as an advantage estimator in verl's registry, and :class:`~gaebook.lm.ppo.LMPPOConfig`
+  as verl's configuration overrides;
+* ``distributed``: data-parallel ``finetune`` with ``torch.distributed`` (rollouts split across the
+  ranks, global whitening, gradients averaged by DDP), launched by ``torchrun``.
 """

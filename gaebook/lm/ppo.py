@@ -37,6 +37,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gaebook.advantages import discounted_returns, gae, next_valid_values
+from gaebook.lm import distributed
 from gaebook.lm.tasks import Task
 from gaebook.lm.tinygpt import (
     CharTokenizer,
@@ -58,7 +59,7 @@ from gaebook.lm.token_mdp import (
     truncation_penalty,
 )
 from gaebook.ppo import ppo_loss
-from gaebook.reductions import explained_variance, masked_mean, masked_whiten
+from gaebook.reductions import explained_variance, masked_mean
 from gaebook.training import (
     RunningMeans,
     check_choice,
@@ -285,7 +286,7 @@ def _gae(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> 
             check_finite=False,
         )
     if config.whiten_advantages:
-        advantages = masked_whiten(advantages, mask)
+        advantages = distributed.masked_whiten(advantages, mask)  # over every rank's tokens
     return TokenAdvantages(advantages, returns)
 
 
@@ -318,6 +319,11 @@ def _rloo(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) ->
     "(:func:`gaebook.lm.token_mdp.reinforce_pp_advantages`).",
 )
 def _reinforce_pp(batch: ScoredResponses, values: Tensor | None, config: LMPPOConfig) -> TokenAdvantages:
+    if distributed.world()[1] > 1:
+        raise ValueError(
+            "advantage='reinforce++' whitens over one process's responses (gaebook.lm.token_mdp); "
+            "under torch.distributed use 'gae', 'grpo' or 'rloo'"
+        )
     return TokenAdvantages(reinforce_pp_advantages(batch.rewards, batch.samples.mask), None)
 
 
@@ -360,13 +366,21 @@ def sample_and_score(
     config: LMPPOConfig,
     *,
     generator: torch.Generator,
+    sampling_generator: torch.Generator | None = None,
 ) -> ScoredResponses:
-    """Steps 1 and 2 of an iteration: sample ``config.batch_size`` responses, score and reward them."""
+    """Steps 1 and 2 of an iteration: sample ``config.batch_size`` responses, score and reward them.
+
+    ``generator`` draws the prompts, ``sampling_generator`` (``generator`` if ``None``) the
+    responses. Under ``torch.distributed`` this rank keeps its block of the prompts and their
+    responses (:func:`gaebook.lm.distributed.shard`).
+    """
     device = _device(policy)
-    texts = [p for p in task.prompts(config.n_prompts, generator=generator) for _ in range(config.group_size)]
+    drawn = distributed.shard(task.prompts(config.n_prompts, generator=generator), name="n_prompts")
+    texts = [p for p in drawn for _ in range(config.group_size)]
     prompts = tok.batch(texts, eos=False, pad="left").to(device)
     max_new = config.max_new_tokens or task.max_new_tokens
-    s = sample(policy, prompts, max_new_tokens=max_new, generator=generator, temperature=config.temperature)
+    sampler = generator if sampling_generator is None else sampling_generator
+    s = sample(policy, prompts, max_new_tokens=max_new, generator=sampler, temperature=config.temperature)
     responses = [tok.decode(t) for t in s.tokens.cpu()]
     correct = task.reward(texts, responses).to(device)
     scores = truncation_penalty(correct, s.truncated, config.truncation_penalty)
@@ -385,16 +399,18 @@ def _pretrain_critic(
     tok: CharTokenizer,
     config: LMPPOConfig,
     generator: torch.Generator,
+    sampler: torch.Generator,
 ) -> None:
     """Fit the critic to Monte Carlo returns of the initial policy (VC-PPO's value pretraining)."""
     for _ in range(config.value_pretrain_steps):
-        batch = sample_and_score(policy, reference, task, tok, config, generator=generator)
+        batch = sample_and_score(policy, reference, task, tok, config, generator=generator, sampling_generator=sampler)
         mask = batch.samples.mask
         returns = discounted_returns(batch.rewards, torch.zeros_like(mask), gamma=config.gamma, check_finite=False)
         order = torch.randperm(config.batch_size, generator=generator, device=generator.device).to(mask.device)
-        for idx in order.chunk(config.n_minibatches):
+        for idx in distributed.minibatches(order, config.n_minibatches):
             values = response_values(critic, batch.prompts[idx], batch.samples.tokens[idx])
             loss = 0.5 * masked_mean((values - returns[idx]) ** 2, mask[idx])
+            loss, _ = distributed.token_mean_share(loss, {}, mask[idx])
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(critic.parameters(), config.max_grad_norm)
@@ -430,9 +446,15 @@ def finetune(
         reference: the frozen reference policy of the KL penalty; ``None`` freezes a copy of
             ``policy`` as it is now.
         progress: show a tqdm bar.
+
+    Under ``torch.distributed`` (launched by ``torchrun``) every rank calls ``finetune`` with the
+    same arguments and seed, and the ranks share each iteration's batch: see
+    :mod:`gaebook.lm.distributed`. ``config.n_prompts`` must then be divisible by the number of
+    processes, and each rank samples with a generator seeded from ``generator``.
     """
     estimator = advantage_estimator(config.advantage)
     _check_policy("policy", policy, tok)
+    train_policy = distributed.wrap(policy)  # under torch.distributed: rank 0's weights on every rank
     frozen = frozen_copy(policy) if reference is None else reference
     _check_policy("reference", frozen, tok)
     if not estimator.uses_critic:
@@ -441,19 +463,21 @@ def finetune(
         critic = policy.new_critic()
     elif not isinstance(critic, Critic):
         raise TypeError(f"critic must be a Critic (a ValueModel or an HFCritic); got {type(critic).__name__}")
+    train_critic = None if critic is None else distributed.wrap(critic)
+    sampler = distributed.rank_generator(generator)  # this rank's sampling; generator itself in one process
     groups = [{"params": list(policy.parameters()), "lr": config.lr}]
     if critic is not None:
         groups.append({"params": list(critic.parameters()), "lr": config.critic_lr})
     optimizer = torch.optim.Adam(groups, eps=1e-5)
-    if critic is not None and config.value_pretrain_steps:
-        _pretrain_critic(policy, frozen, critic, optimizer, task, tok, config, generator)
+    if train_critic is not None and config.value_pretrain_steps:
+        _pretrain_critic(policy, frozen, train_critic, optimizer, task, tok, config, generator, sampler)
     columns: dict[str, list[Tensor]] = {f.name: [] for f in fields(LMHistory)}
     nan = torch.tensor(math.nan)
 
     bar = tqdm(range(config.iterations), desc=f"PPO ({config.advantage})", disable=not progress, unit="it")
     for _ in bar:
         # 1-2. sample responses, score them, per-token rewards (−β·KL, score on the last token)
-        batch = sample_and_score(policy, frozen, task, tok, config, generator=generator)
+        batch = sample_and_score(policy, frozen, task, tok, config, generator=generator, sampling_generator=sampler)
         s, mask = batch.samples, batch.samples.mask
 
         # 3. advantages (and the critic's targets)
@@ -468,13 +492,13 @@ def finetune(
         stats = RunningMeans()
         for _ in range(config.n_epochs):
             order = torch.randperm(config.batch_size, generator=generator, device=generator.device).to(mask.device)
-            for idx in order.chunk(config.n_minibatches):
+            for idx in distributed.minibatches(order, config.n_minibatches):  # this rank's part of each
                 log_probs, entropy = sequence_log_probs(
-                    policy, batch.prompts[idx], s.tokens[idx], temperature=config.temperature
+                    train_policy, batch.prompts[idx], s.tokens[idx], temperature=config.temperature
                 )
                 new_values = (
-                    response_values(critic, batch.prompts[idx], s.tokens[idx])
-                    if critic is not None
+                    response_values(train_critic, batch.prompts[idx], s.tokens[idx])
+                    if train_critic is not None
                     else old_values[idx]
                 )
                 loss, update_stats = ppo_loss(
@@ -496,6 +520,7 @@ def finetune(
                     ent_coef=config.ent_coef,
                     mask=mask[idx].unsqueeze(0),
                 )
+                loss, update_stats = distributed.token_mean_share(loss, update_stats, mask[idx])
                 optimizer.zero_grad()
                 loss.sum().backward()
                 for group in optimizer.param_groups:
@@ -503,17 +528,20 @@ def finetune(
                 optimizer.step()
                 stats.add({k: v.squeeze(0) for k, v in update_stats.items()})
 
-        # 5. history
-        means = stats.means()
+        # 5. history, of the global batch under torch.distributed (gather is the identity otherwise)
+        means = distributed.sum_over_ranks(stats.means())
+        gather = distributed.gather
         row = {
             **means,
             "value_loss": means["value_loss"] if critic is not None else nan,
-            "explained_variance": explained_variance(old_values, targets, mask) if critic is not None else nan,
-            "reward": batch.scores.mean(),
-            "accuracy": batch.correct.mean(),
-            "kl": ((s.log_probs - batch.ref_log_probs) * mask).sum(1).mean(),
-            "length": s.lengths.float().mean(),
-            "truncated": s.truncated.float().mean(),
+            "explained_variance": explained_variance(*map(gather, (old_values, targets, mask)))
+            if critic is not None
+            else nan,
+            "reward": gather(batch.scores).mean(),
+            "accuracy": gather(batch.correct).mean(),
+            "kl": gather(((s.log_probs - batch.ref_log_probs) * mask).sum(1)).mean(),
+            "length": gather(s.lengths).float().mean(),
+            "truncated": gather(s.truncated).float().mean(),
         }
         for k, v in row.items():
             columns[k].append(v)

@@ -48,7 +48,7 @@ class Critic(Protocol):
 
     Calling it maps long tokens ``(B, L)`` and an optional bool ``attention_mask`` ``(B, L)``
     (``False`` at padding) to float values ``(B, L)``, position ``i`` seeing tokens ``≤ i``.
-    :class:`ValueModel` is one; :class:`gaebook.lm.hf.HFCritic` another.
+    :class:`ValueModel` is one; :class:`gaebook.lm.hf_policy.HFCritic` another.
     """
 
     def __call__(self, tokens: Tensor, *, attention_mask: Tensor | None = None) -> Tensor: ...
@@ -70,7 +70,7 @@ class Policy(Protocol):
     * :meth:`new_critic`: a :class:`Critic` that starts from this policy (a copy of its trunk and a
       value head that outputs 0), for :func:`~gaebook.lm.ppo.finetune` to train.
 
-    :class:`TinyGPT` is one; :class:`gaebook.lm.hf.HFPolicy` (any Hugging Face causal LM) another.
+    :class:`TinyGPT` is one; :class:`gaebook.lm.hf_policy.HFPolicy` (any Hugging Face causal LM) another.
     """
 
     max_len: int
@@ -418,7 +418,7 @@ def sample(
     number of draws taken from ``generator`` differs.
 
     Args:
-        model: the policy (a :class:`Policy`: :class:`TinyGPT` or :class:`gaebook.lm.hf.HFPolicy`).
+        model: the policy (a :class:`Policy`: :class:`TinyGPT` or :class:`gaebook.lm.hf_policy.HFPolicy`).
         prompts: long ``(B, P)`` on the model's device, BOS-first and left-padded with PAD
             (:meth:`CharTokenizer.batch` with ``pad="left"``).
         max_new_tokens: response budget; ``P + max_new_tokens`` must fit ``model.max_len``.

@@ -20,9 +20,10 @@ time-major, `(T, N)`, the layout of the rollout buffers of SB3, CleanRL and Pure
   * lfilter   Spinning Up's `scipy.signal.lfilter` discounted sum: it cannot see episode ends, so it
               runs on data without any and is reported for reference only;
   * floor     one pass that reads the inputs and writes two outputs: no GAE can beat it.
-A peer whose library is not installed is left out, and the output says so. A closed form with a
-reverse `cumsum` of `(gamma lambda)^-t delta_t` is not among them: it is not done-aware (an episode end
-makes the running product zero) and `(gamma lambda)^-t` overflows float32 within ~1,500 steps.
+A peer whose library is not installed (or fails to import) is left out, and the output says so. A
+closed form with a reverse `cumsum` of `(gamma lambda)^-t delta_t` is not among them: it is not
+done-aware (an episode end makes the running product zero) and `(gamma lambda)^-t` overflows float32
+within ~1,500 steps.
 
 gaebook runs with `check_finite=False`: the peers check nothing, and the check reads the values (one
 host synchronisation). Every result is compared with the float64 reference loop (`gae_reference`),
@@ -299,11 +300,17 @@ def available_peers() -> tuple[set[str], list[str], list[str]]:
         else:
             missing.append(f"{peer} (needs {package})")
             have.discard(peer)
-    if version("torchrl"):
-        there.append(f"trl-loop, trl-vec (torchrl {version('torchrl')})")
-    else:
+    if not version("torchrl"):
         missing.append("trl-loop, trl-vec (need torchrl)")
         have -= {"trl-loop", "trl-vec"}
+    else:
+        try:
+            import torchrl.objectives.value.functional  # noqa: F401
+        except Exception as e:  # installed but broken, e.g. by the version of one of its dependencies
+            missing.append(f"trl-loop, trl-vec (torchrl {version('torchrl')} fails to import: {type(e).__name__}: {e})")
+            have -= {"trl-loop", "trl-vec"}
+        else:
+            there.append(f"trl-loop, trl-vec (torchrl {version('torchrl')})")
     try:
         from torch._higher_order_ops.associative_scan import associative_scan  # noqa: F401
 

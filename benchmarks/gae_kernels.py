@@ -132,10 +132,10 @@ def make_case(n: int, steps: int, peers: set[str], device: torch.device) -> Case
     g = torch.Generator().manual_seed(steps + n)  # on the CPU: the same numbers on every device
     values_ext = torch.randn(n, steps + 1, generator=g)
     r = torch.randn(n, steps, generator=g)
+    v, nv = values_ext[:, :-1].contiguous(), values_ext[:, 1:].contiguous()
     term = torch.rand(n, steps, generator=g) < 0.01
     mask = torch.arange(steps).expand(n, steps) < torch.randint(steps // 2, steps + 1, (n, 1), generator=g)
-    values_ext, r, term, mask = (x.to(device) for x in (values_ext, r, term, mask))
-    v, nv = values_ext[:, :-1].contiguous(), values_ext[:, 1:].contiguous()
+    r, v, nv, term, mask = (x.to(device) for x in (r, v, nv, term, mask))
     major = [x.T.contiguous() for x in (r, v, nv, term, mask)]
     rm, vm, nvm, termm, maskm = major
     case = Case(n, steps)

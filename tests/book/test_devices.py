@@ -28,13 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 SETUP_LINE = 'DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")'
 
-# Chapters not held to these rules yet, with the reason. The mark is strict: once such a chapter
-# passes, its test fails until it is taken off this list.
-EXCEPTIONS = {
-    "appendix_gae_at_scale": "picks its device as `device` for the timings; its exactness checks run on the CPU in "
-    "float64 beside NumPy's loops, not yet marked '# host'",
-}
-
 # The functions torch.<name>(...) that make a tensor on the CPU unless told otherwise.
 FACTORIES = frozenset(
     {
@@ -174,18 +167,7 @@ def notebook_problems(path: Path) -> list[str]:
     return problems
 
 
-def test_every_exception_is_a_chapter():
-    assert set(EXCEPTIONS) <= {p.stem for p in NOTEBOOKS}
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=EXCEPTIONS[p.stem])) if p.stem in EXCEPTIONS else p
-        for p in NOTEBOOKS
-    ],
-    ids=lambda p: p.name,
-)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_the_chapter_runs_on_the_device_it_chooses(path):
     problems = notebook_problems(path)
     assert not problems, f"{len(problems)} device problems:\n" + "\n".join(problems)

@@ -92,8 +92,8 @@ floors:
 	$(FLOORS_VENV)/bin/pytest -p no:cacheprovider tests/package
 
 # On a machine with a GPU (tools/gpu_check.py): the package tests with the conformance suite on CUDA,
-# the hot paths with every host synchronisation an error, and every chapter. Without one, it says
-# what it would run.
+# the hot paths with every host synchronisation an error, every chapter, and the GAE benchmark on
+# the GPU. Without one, it says what it would run.
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
 

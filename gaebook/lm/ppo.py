@@ -57,7 +57,6 @@ from gaebook.lm.tinygpt import (
 from gaebook.lm.token_mdp import (
     KL_ESTIMATORS,
     KLEstimator,
-    adaptive_kl_coef,
     adaptive_lam,
     grpo_advantages,
     kl_penalty,
@@ -85,6 +84,7 @@ __all__ = [
     "LossAggMode",
     "ScoredResponses",
     "TokenAdvantages",
+    "adaptive_kl_coef",
     "advantage_estimator",
     "aggregate_loss",
     "answer_prompts",
@@ -144,6 +144,39 @@ def aggregate_loss(loss: Tensor, mask: Tensor | None, mode: LossAggMode = "token
     return total if mode == "seq-mean-token-sum" else total / loss.shape[-1]
 
 
+def adaptive_kl_coef(kl_coef: Tensor, kl: Tensor, *, target: float, horizon: int, n_steps: int) -> Tensor:
+    """One step of the adaptive KL controller of Ziegler et al. (2019): the next ``β``.
+
+    ``β ← β · (1 + clip(KL/target − 1, −0.2, 0.2) · n_steps/horizon)``: ``β`` grows when the
+    measured KL exceeds the target and shrinks below it, by at most ``0.2 · n_steps/horizon``
+    per step. As in TRL's (and OpenRLHF's and verl's) ``AdaptiveKLController``, ``kl`` is the
+    batch's sequence-level KL (the mean over responses of ``Σ_t k1_t``) and ``n_steps`` the
+    number of responses in the batch.
+
+    Args:
+        kl_coef: ``β``, a floating 0-d tensor (on any device; never read back).
+        kl: the measured KL, a 0-d tensor on ``kl_coef``'s device.
+        target: the target KL, positive.
+        horizon: positive; ``n_steps/horizon`` must stay below 5 so that ``β`` stays positive.
+        n_steps: responses in the batch, a positive int.
+
+    Returns:
+        the next ``β``, a 0-d tensor of ``kl_coef``'s dtype.
+    """
+    for name, x in (("kl_coef", kl_coef), ("kl", kl)):
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point or x.ndim != 0:
+            got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a floating 0-d tensor; got {got}")
+    if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
+        raise ValueError(f"target must be a positive number; got {target!r}")
+    check_positive_int("horizon", horizon)
+    check_positive_int("n_steps", n_steps)
+    if n_steps >= 5 * horizon:
+        raise ValueError(f"n_steps/horizon must be below 5 (β would reach 0 or change sign); got {n_steps}/{horizon}")
+    error = (kl.to(kl_coef.dtype) / target - 1).clamp(-0.2, 0.2)
+    return kl_coef * (1 + error * (n_steps / horizon))
+
+
 @dataclass(frozen=True)
 class LMPPOConfig:
     """Hyperparameters of :func:`finetune`; the defaults suit the book's tasks on a CPU.
@@ -169,7 +202,7 @@ class LMPPOConfig:
       controller of Ziegler et al. (2019), as TRL's ``AdaptiveKLController``: after each
       iteration ``β ← β·(1 + clip(KL/kl_target − 1, ±0.2)·batch_size/kl_horizon)``, with KL the
       batch's mean over responses of ``Σ_t k1_t`` (``LMHistory.kl``;
-      :func:`gaebook.lm.token_mdp.adaptive_kl_coef`); ``LMHistory.kl_coef`` records each
+      :func:`adaptive_kl_coef`); ``LMHistory.kl_coef`` records each
       iteration's ``β``;
     * *as a loss term*, ``+ kl_loss_coef · aggregate(k)`` on the policy's log-probs (GRPO;
       verl's ``use_kl_loss``), aggregated as the rest of the loss. The default

@@ -15,7 +15,8 @@ where ``KL_t`` estimates ``KL(π(·|s_t) ‖ π_ref(·|s_t))`` from the sampled 
 (:func:`kl_penalty`, estimator k1) and ``score`` is the task's verdict on the whole response
 (:func:`token_rewards`). With ``γ = 1`` the return from the first token is
 ``score − β · Σ_t KL_t``, a sample estimate of the KL-regularised objective. The coefficient
-``β`` may be fixed or follow the adaptive controller of Ziegler et al. (:func:`adaptive_kl_coef`).
+``β`` may be fixed or follow the adaptive controller of Ziegler et al.
+(:func:`gaebook.lm.ppo.adaptive_kl_coef`).
 The other way to keep the policy near the reference, GRPO's, is a KL term in the loss rather
 than in the reward: :func:`kl_penalty` says which estimator each way needs.
 """
@@ -32,7 +33,6 @@ from gaebook.reductions import masked_whiten
 __all__ = [
     "KL_ESTIMATORS",
     "KLEstimator",
-    "adaptive_kl_coef",
     "adaptive_lam",
     "grpo_advantages",
     "kl_penalty",
@@ -116,38 +116,6 @@ def kl_penalty(log_probs: Tensor, ref_log_probs: Tensor, *, estimator: KLEstimat
     if estimator == "k3":
         return torch.expm1(log_ratio) - log_ratio
     raise ValueError(f"estimator must be one of 'k1', 'k2', 'k3'; got {estimator!r}")
-
-
-def adaptive_kl_coef(kl_coef: Tensor, kl: Tensor, *, target: float, horizon: int, n_steps: int) -> Tensor:
-    """One step of the adaptive KL controller of Ziegler et al. (2019): the next ``β``.
-
-    ``β ← β · (1 + clip(KL/target − 1, −0.2, 0.2) · n_steps/horizon)``: ``β`` grows when the
-    measured KL exceeds the target and shrinks below it, by at most ``0.2 · n_steps/horizon``
-    per step. As in TRL's (and OpenRLHF's and verl's) ``AdaptiveKLController``, ``kl`` is the
-    batch's sequence-level KL (the mean over responses of ``Σ_t k1_t``) and ``n_steps`` the
-    number of responses in the batch.
-
-    Args:
-        kl_coef: ``β``, a floating 0-d tensor (on any device; never read back).
-        kl: the measured KL, a 0-d tensor on ``kl_coef``'s device.
-        target: the target KL, positive.
-        horizon: positive; ``n_steps/horizon`` must stay below 5 so that ``β`` stays positive.
-        n_steps: responses in the batch, a positive int.
-
-    Returns:
-        the next ``β``, a 0-d tensor of ``kl_coef``'s dtype.
-    """
-    _check("kl_coef", kl_coef, ndim=0)
-    _check("kl", kl, ndim=0)
-    if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
-        raise ValueError(f"target must be a positive number; got {target!r}")
-    for name, value in (("horizon", horizon), ("n_steps", n_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
-    if n_steps >= 5 * horizon:
-        raise ValueError(f"n_steps/horizon must be below 5 (β would reach 0 or change sign); got {n_steps}/{horizon}")
-    error = (kl.to(kl_coef.dtype) / target - 1).clamp(-0.2, 0.2)
-    return kl_coef * (1 + error * (n_steps / horizon))
 
 
 def last_valid_index(mask: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """The KL to the reference in LM PPO: which estimator is right in the reward and which as a loss
 term (exact gradients on a softmax), the configuration that follows, the KL loss term in the
-update, and the adaptive KL controller."""
+update, and the adaptive KL controller; every new option of LMPPOConfig on CUDA without a host sync."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import copy
 
 import pytest
 import torch
+from fake_cuda import NO_FAKE_CUDA, Harness
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from gaebook.lm import ppo as lm_ppo
-from gaebook.lm.ppo import LMPPOConfig, aggregate_loss, finetune
+from gaebook.lm.ppo import LMHistory, LMPPOConfig, adaptive_kl_coef, aggregate_loss, finetune
 from gaebook.lm.tasks import CreditProbe
 from gaebook.lm.tinygpt import CharTokenizer, TinyGPT, pretrain, sequence_log_probs
-from gaebook.lm.token_mdp import KL_ESTIMATORS, adaptive_kl_coef, kl_penalty
+from gaebook.lm.token_mdp import KL_ESTIMATORS, kl_penalty
 
 TASK = CreditProbe(2)
 TOK = CharTokenizer(TASK.alphabet)
@@ -217,7 +218,7 @@ def test_adaptive_kl_coef_checks_its_arguments():
         adaptive_kl_coef(beta, kl, target=1.0, horizon=0, n_steps=1)
     with pytest.raises(ValueError, match="n_steps/horizon must be below 5"):
         adaptive_kl_coef(beta, kl, target=1.0, horizon=10, n_steps=50)
-    with pytest.raises(ValueError, match="kl_coef must have 0 dimensions"):
+    with pytest.raises(ValueError, match=r"kl_coef must be a floating 0-d tensor; got torch.float32 \(1,\)"):
         adaptive_kl_coef(beta.view(1), kl, target=1.0, horizon=10, n_steps=1)
     with pytest.raises(ValueError, match="kl_target needs kl_coef > 0"):
         LMPPOConfig(kl_coef=0.0, kl_target=1.0)
@@ -266,3 +267,27 @@ def test_a_fixed_beta_stays_fixed(pretrained, monkeypatch):
     _, history = run_with_target(pretrained, monkeypatch, None)
     assert (history.kl > 0.1).all(), "the reference is far: the KL is large, which a controller would act on"
     assert torch.equal(history.kl_coef, torch.full((3,), 0.1))
+
+
+@NO_FAKE_CUDA
+def test_the_new_options_run_on_cuda_without_host_syncs():
+    """The adaptive β, the KL loss term, a sequence aggregation and overlong filtering stay on the device
+    (fake ``cuda:0`` of tests/package/fake_cuda.py, or a GPU with ``GAEBOOK_TEST_DEVICE=cuda``)."""
+    harness = Harness.from_environment()
+    torch.manual_seed(0)
+    policy = harness.module(TinyGPT(TOK.vocab_size, max_len=2 + TASK.max_new_tokens, d_model=16, n_layers=1, n_heads=2))
+    config = LMPPOConfig(
+        iterations=2,
+        n_prompts=4,
+        group_size=2,
+        advantage="grpo",
+        n_epochs=1,
+        kl_target=0.1,
+        kl_horizon=10,
+        kl_loss_coef=0.1,
+        loss_agg_mode="seq-mean-token-sum-norm",
+        mask_truncated=True,
+    )
+    history: LMHistory = harness.run(finetune, policy, TASK, TOK, config, generator=harness.generator(), progress=False)
+    harness.assert_on_device(list(policy.parameters()))
+    assert history.kl_coef.shape == (2,) and history.kl_coef.device.type == "cpu"

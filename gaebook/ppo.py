@@ -170,6 +170,7 @@ def ppo_loss(
     vf_coef: float,
     ent_coef: float,
     mask: Tensor | None = None,
+    reduce: Callable[[Tensor, Tensor | None], Tensor] = mean_per_agent,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The PPO objective per agent: clipped surrogate, (clipped) value loss and entropy bonus.
 
@@ -178,17 +179,23 @@ def ppo_loss(
     ``(G,)`` (minimise its sum: agents share no parameters) and ``stats`` holds the ``(G,)``
     detached ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl`` (the ``k3`` estimator
     ``E[(r − 1) − log r]``) and ``clip_fraction``.
+
+    ``reduce(x, mask)`` turns each per-sample term ``(G, ...)`` of the loss (the surrogate, the
+    squared value error, the entropy) into ``(G,)``: by default
+    :func:`~gaebook.reductions.mean_per_agent`, the mean over the valid positions; the
+    language-model trainer passes its loss aggregation (:func:`gaebook.lm.ppo.aggregate_loss`).
+    ``approx_kl`` and ``clip_fraction`` are means over the valid positions whatever ``reduce``.
     """
     log_ratio = log_probs - old_log_probs
     ratio = log_ratio.exp()
     surrogate = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
-    policy_loss = mean_per_agent(surrogate, mask)
+    policy_loss = reduce(surrogate, mask)
     value_error = (values - returns) ** 2
     if clip_vloss:
         clipped = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
         value_error = torch.max(value_error, (clipped - returns) ** 2)
-    value_loss = 0.5 * mean_per_agent(value_error, mask)
-    entropy_mean = mean_per_agent(entropy, mask)
+    value_loss = 0.5 * reduce(value_error, mask)
+    entropy_mean = reduce(entropy, mask)
     loss = policy_loss + vf_coef * value_loss - ent_coef * entropy_mean
     with torch.no_grad():
         stats = {

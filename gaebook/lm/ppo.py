@@ -5,18 +5,22 @@ One iteration of :func:`finetune`, top to bottom, as in CleanRL's ``ppo.py``:
 1. **sample** a batch of prompts (``group_size`` responses each) and their responses;
 2. **score** every response exactly, penalise those that never emitted EOS, and build per-token
    rewards: ``−β·KL`` to the frozen reference on every token, the score on the last one
-   (steps 1 and 2 are :func:`sample_and_score`, which returns :class:`ScoredResponses`);
+   (steps 1 and 2 are :func:`sample_and_score`, which returns :class:`ScoredResponses`); ``β``
+   is fixed, or follows Ziegler et al.'s adaptive controller (``kl_target``);
 3. **advantages** by the estimator that ``LMPPOConfig.advantage`` names in
    :data:`ADVANTAGE_ESTIMATORS`: GAE over the response mask with ``γ = 1`` and a critic, or one
    of the estimators without a critic;
 4. **update**: a few epochs of minibatch steps on :func:`gaebook.ppo.ppo_loss` (clipped
    surrogate, clipped value loss weighted by ``vf_coef``), with the policy and the critic as
-   separate networks.
+   separate networks; the per-token losses are aggregated over the minibatch as
+   ``loss_agg_mode`` says (:func:`aggregate_loss`), and an optional KL term to the reference
+   joins the loss (``kl_loss_coef``, GRPO's way).
 
 Options the book compares: ``lam_actor`` and ``lam_critic`` set separately (decoupled GAE,
 VC-PPO; Yuan et al., 2025), a λ per response from its length (``adaptive_lam_alpha``, VAPO;
 Yue et al., 2025), value pretraining on Monte Carlo returns before PPO starts
-(``value_pretrain_steps``, VC-PPO), the KL coefficient and estimator. :func:`answer_prompts`
+(``value_pretrain_steps``, VC-PPO), the KL in the reward or in the loss, the loss aggregation
+(GRPO's, DAPO's, Dr. GRPO's), DAPO's overlong filtering (``mask_truncated``). :func:`answer_prompts`
 scores a policy's answers to given prompts.
 
 The policy is any :class:`~gaebook.lm.tinygpt.Policy`: a :class:`~gaebook.lm.tinygpt.TinyGPT`, or
@@ -30,7 +34,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Literal, NamedTuple
+from functools import partial
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
@@ -50,6 +55,8 @@ from gaebook.lm.tinygpt import (
     sequence_log_probs,
 )
 from gaebook.lm.token_mdp import (
+    KL_ESTIMATORS,
+    KLEstimator,
     adaptive_lam,
     grpo_advantages,
     kl_penalty,
@@ -70,17 +77,104 @@ from gaebook.training import (
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
+    "LOSS_AGG_MODES",
     "AdvantageEstimator",
     "LMHistory",
     "LMPPOConfig",
+    "LossAggMode",
     "ScoredResponses",
     "TokenAdvantages",
+    "adaptive_kl_coef",
     "advantage_estimator",
+    "aggregate_loss",
     "answer_prompts",
     "finetune",
     "register_advantage_estimator",
     "sample_and_score",
 ]
+
+
+LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+"""The loss aggregations of :func:`aggregate_loss`, by verl's names (``actor.loss_agg_mode``)."""
+
+LOSS_AGG_MODES: tuple[str, ...] = get_args(LossAggMode)
+
+
+def aggregate_loss(loss: Tensor, mask: Tensor | None, mode: LossAggMode = "token-mean") -> Tensor:
+    """A per-token loss ``(..., B, T)`` over ``B`` responses of ``T`` tokens made one number per leading index.
+
+    With ``ℓ_it`` the loss of token ``t`` of response ``i``, ``n_i`` the valid tokens of response
+    ``i`` and ``B'`` the responses with at least one (as verl's ``agg_loss``, which it equals):
+
+    * ``"token-mean"``: ``Σ_i Σ_t ℓ_it / Σ_i n_i``, every token weighs the same (DAPO's
+      token-level loss; the book's default);
+    * ``"seq-mean-token-mean"``: ``(1/B') Σ_i (1/n_i) Σ_t ℓ_it``, every response weighs the same
+      and shares it among its tokens (the GRPO paper's ``1/|o_i|``): a token of a short response
+      weighs more than one of a long response;
+    * ``"seq-mean-token-sum"``: ``(1/B') Σ_i Σ_t ℓ_it``;
+    * ``"seq-mean-token-sum-norm"``: ``(1/(B'·T)) Σ_i Σ_t ℓ_it``, a constant normaliser, the
+      width ``T`` (in :func:`finetune` the token budget: responses are always sampled that wide;
+      Dr. GRPO, Liu et al., 2025).
+
+    Args:
+        loss: floating ``(..., B, T)``, e.g. ``(1, B, T)`` from :func:`gaebook.ppo.ppo_loss`.
+        mask: bool of ``loss``'s shape, ``True`` at valid tokens; ``None``: every token is valid.
+        mode: one of :data:`LOSS_AGG_MODES`.
+
+    Returns:
+        ``(...)`` (0 where no token is valid); no host read.
+    """
+    check_choice("mode", mode, LOSS_AGG_MODES)
+    if not isinstance(loss, Tensor) or not loss.dtype.is_floating_point or loss.ndim < 2:
+        got = f"{loss.dtype} {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+        raise TypeError(f"loss must be a floating tensor (..., B, T); got {got}")
+    if mask is None:
+        mask = torch.ones_like(loss, dtype=torch.bool)
+    elif not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != loss.shape:
+        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a bool tensor of loss's shape {tuple(loss.shape)}; got {got}")
+    if mode == "token-mean":
+        return (loss * mask).sum(dim=(-2, -1)) / mask.sum(dim=(-2, -1)).clamp_min(1)
+    token_sums = (loss * mask).sum(dim=-1)
+    n_tokens = mask.sum(dim=-1)
+    n_responses = (n_tokens > 0).sum(dim=-1).clamp_min(1)
+    if mode == "seq-mean-token-mean":
+        return (token_sums / n_tokens.clamp_min(1)).sum(dim=-1) / n_responses
+    total = token_sums.sum(dim=-1) / n_responses
+    return total if mode == "seq-mean-token-sum" else total / loss.shape[-1]
+
+
+def adaptive_kl_coef(kl_coef: Tensor, kl: Tensor, *, target: float, horizon: int, n_steps: int) -> Tensor:
+    """One step of the adaptive KL controller of Ziegler et al. (2019): the next ``β``.
+
+    ``β ← β · (1 + clip(KL/target − 1, −0.2, 0.2) · n_steps/horizon)``: ``β`` grows when the
+    measured KL exceeds the target and shrinks below it, by at most ``0.2 · n_steps/horizon``
+    per step. As in TRL's (and OpenRLHF's and verl's) ``AdaptiveKLController``, ``kl`` is the
+    batch's sequence-level KL (the mean over responses of ``Σ_t k1_t``) and ``n_steps`` the
+    number of responses in the batch.
+
+    Args:
+        kl_coef: ``β``, a floating 0-d tensor (on any device; never read back).
+        kl: the measured KL, a 0-d tensor on ``kl_coef``'s device.
+        target: the target KL, positive.
+        horizon: positive; ``n_steps/horizon`` must stay below 5 so that ``β`` stays positive.
+        n_steps: responses in the batch, a positive int.
+
+    Returns:
+        the next ``β``, a 0-d tensor of ``kl_coef``'s dtype.
+    """
+    for name, x in (("kl_coef", kl_coef), ("kl", kl)):
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point or x.ndim != 0:
+            got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a floating 0-d tensor; got {got}")
+    if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
+        raise ValueError(f"target must be a positive number; got {target!r}")
+    check_positive_int("horizon", horizon)
+    check_positive_int("n_steps", n_steps)
+    if n_steps >= 5 * horizon:
+        raise ValueError(f"n_steps/horizon must be below 5 (β would reach 0 or change sign); got {n_steps}/{horizon}")
+    error = (kl.to(kl_coef.dtype) / target - 1).clamp(-0.2, 0.2)
+    return kl_coef * (1 + error * (n_steps / horizon))
 
 
 @dataclass(frozen=True)
@@ -98,6 +192,36 @@ class LMPPOConfig:
     sits in the reward for every estimator. ``lr`` and
     ``critic_lr`` are Adam step sizes of the two networks; ``clip_coef`` clips both the ratio and
     the value change (as CleanRL); ``vf_coef`` weights the value loss against the policy loss.
+
+    **The KL to the reference**, two ways (:func:`gaebook.lm.token_mdp.kl_penalty` derives which
+    estimator each needs):
+
+    * *in the reward*, ``−β·k1`` on every token, ``β = kl_coef``. ``kl_estimator`` must be
+      ``"k1"``: the policy gradient of a KL estimate put in the reward is the KL's gradient for
+      k1 only (k3 there, as verl's ``low_var_kl``, biases it). ``kl_target`` turns on the adaptive
+      controller of Ziegler et al. (2019), as TRL's ``AdaptiveKLController``: after each
+      iteration ``β ← β·(1 + clip(KL/kl_target − 1, ±0.2)·batch_size/kl_horizon)``, with KL the
+      batch's mean over responses of ``Σ_t k1_t`` (``LMHistory.kl``;
+      :func:`adaptive_kl_coef`); ``LMHistory.kl_coef`` records each
+      iteration's ``β``;
+    * *as a loss term*, ``+ kl_loss_coef · aggregate(k)`` on the policy's log-probs (GRPO;
+      verl's ``use_kl_loss``), aggregated as the rest of the loss. The default
+      ``kl_loss_estimator="k2"`` is the estimator whose gradient as a loss is the KL's; ``"k3"``
+      (GRPO's, verl's default) follows the gradient of the reverse KL ``KL(π_ref ‖ π)``; ``"k1"``
+      is refused (its expected gradient is 0). ``kl_target`` adapts ``kl_coef`` only.
+
+    **Loss aggregation** (``loss_agg_mode``, verl's names; :func:`aggregate_loss`): how the
+    per-token policy loss, value loss, entropy and KL term of a minibatch become one number:
+    ``"token-mean"`` (every token weighs the same: the default, DAPO's token-level loss),
+    ``"seq-mean-token-mean"`` (every response weighs the same: GRPO's ``1/|o_i|``),
+    ``"seq-mean-token-sum"``, ``"seq-mean-token-sum-norm"`` (each response's token-sum over the
+    token budget, a constant: Dr. GRPO). Under ``torch.distributed`` only ``"token-mean"`` is
+    accepted (:func:`gaebook.lm.distributed.token_mean_share` rescales token-means). The
+    critic's value pretraining always takes the token-mean.
+
+    ``mask_truncated`` is DAPO's overlong filtering (Yu et al., 2025): the responses cut at the
+    token budget (no EOS) leave the loss (policy, value, entropy and KL terms); they still count
+    in the advantages (a group's baseline, the whitening) and in the history.
     """
 
     iterations: int = 40
@@ -110,7 +234,7 @@ class LMPPOConfig:
     lam_critic: float | None = None
     adaptive_lam_alpha: float | None = None
     kl_coef: float = 0.01
-    kl_estimator: Literal["k1", "k3"] = "k1"
+    kl_estimator: KLEstimator = "k1"
     truncation_penalty: float = 1.0
     whiten_advantages: bool = True
     lr: float = 3e-4
@@ -124,6 +248,12 @@ class LMPPOConfig:
     max_grad_norm: float = 1.0
     value_pretrain_steps: int = 0
     temperature: float = 1.0
+    kl_target: float | None = None
+    kl_horizon: int = 10000
+    kl_loss_coef: float = 0.0
+    kl_loss_estimator: KLEstimator = "k2"
+    loss_agg_mode: LossAggMode = "token-mean"
+    mask_truncated: bool = False
 
     def __post_init__(self) -> None:
         for name in ("iterations", "n_prompts", "group_size", "n_epochs", "n_minibatches"):
@@ -141,11 +271,42 @@ class LMPPOConfig:
                 check_unit_interval(name, value)
         if self.adaptive_lam_alpha is not None and not self.adaptive_lam_alpha > 0:
             raise ValueError(f"adaptive_lam_alpha must be positive; got {self.adaptive_lam_alpha}")
-        for name in ("kl_coef", "vf_coef", "ent_coef", "value_pretrain_steps"):
+        for name in ("kl_coef", "vf_coef", "ent_coef", "value_pretrain_steps", "kl_loss_coef"):
             check_non_negative(name, getattr(self, name))
-        check_choice("kl_estimator", self.kl_estimator, ("k1", "k3"))
+        self._check_kl()
+        check_choice("loss_agg_mode", self.loss_agg_mode, LOSS_AGG_MODES)
+        if not isinstance(self.mask_truncated, bool):
+            raise TypeError(f"mask_truncated must be a bool; got {self.mask_truncated!r}")
         if self.max_new_tokens is not None:
             check_positive_int("max_new_tokens", self.max_new_tokens)
+
+    def _check_kl(self) -> None:
+        check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        if self.kl_estimator != "k1":
+            raise ValueError(
+                f"kl_estimator={self.kl_estimator!r} cannot go in the reward: the policy gradient of a reward "
+                "−β·k is −β·E[k·∇log π], the gradient of KL(π ‖ π_ref) only for k = k1 (see "
+                "gaebook.lm.token_mdp.kl_penalty). To use it as GRPO does, make it a loss term: "
+                f"kl_loss_coef > 0 with kl_loss_estimator={self.kl_estimator!r} (and kl_coef=0 to drop the reward's KL)"
+            )
+        check_choice("kl_loss_estimator", self.kl_loss_estimator, KL_ESTIMATORS)
+        if self.kl_loss_estimator == "k1":
+            raise ValueError(
+                "kl_loss_estimator='k1' has no gradient as a loss term: E_π[∇k1] = E_π[∇log π] = 0. "
+                "Use 'k2' (its gradient is the KL's) or 'k3' (GRPO's: the gradient of KL(π_ref ‖ π))"
+            )
+        check_positive_int("kl_horizon", self.kl_horizon)
+        if self.kl_target is not None:
+            target = self.kl_target
+            if isinstance(target, bool) or not isinstance(target, int | float) or not target > 0:
+                raise ValueError(f"kl_target must be a positive number or None; got {target!r}")
+            if not self.kl_coef > 0:
+                raise ValueError("kl_target needs kl_coef > 0: the adaptive controller multiplies β, and 0 stays 0")
+            if self.batch_size >= 5 * self.kl_horizon:
+                raise ValueError(
+                    f"kl_horizon must exceed n_prompts * group_size / 5 ({self.batch_size / 5:g}) so that the "
+                    f"adaptive β stays positive; got {self.kl_horizon}"
+                )
 
     @property
     def batch_size(self) -> int:
@@ -163,7 +324,8 @@ class LMHistory:
     over the iteration's minibatches. ``explained_variance`` is
     :func:`gaebook.reductions.explained_variance` of the critic's targets by its values over the
     batch's valid tokens, before the update (NaN if the targets did not vary). ``value_loss`` and
-    ``explained_variance`` are NaN without a critic.
+    ``explained_variance`` are NaN without a critic. ``kl_coef`` is the ``β`` of the iteration's
+    rewards: ``LMPPOConfig.kl_coef`` throughout, unless ``kl_target`` adapts it.
     """
 
     reward: Tensor
@@ -177,6 +339,7 @@ class LMHistory:
     approx_kl: Tensor
     clip_fraction: Tensor
     explained_variance: Tensor
+    kl_coef: Tensor
 
 
 @dataclass(frozen=True)
@@ -367,12 +530,15 @@ def sample_and_score(
     *,
     generator: torch.Generator,
     sampling_generator: torch.Generator | None = None,
+    kl_coef: float | Tensor | None = None,
 ) -> ScoredResponses:
     """Steps 1 and 2 of an iteration: sample ``config.batch_size`` responses, score and reward them.
 
     ``generator`` draws the prompts, ``sampling_generator`` (``generator`` if ``None``) the
-    responses. Under ``torch.distributed`` this rank keeps its block of the prompts and their
-    responses (:func:`gaebook.lm.distributed.shard`).
+    responses. ``kl_coef`` is the ``β`` of the rewards: ``config.kl_coef`` if ``None``, or a
+    floating 0-d tensor on the policy's device (the adaptive controller's). Under
+    ``torch.distributed`` this rank keeps its block of the prompts and their responses
+    (:func:`gaebook.lm.distributed.shard`).
     """
     device = _device(policy)
     drawn = distributed.shard(task.prompts(config.n_prompts, generator=generator), name="n_prompts")
@@ -386,7 +552,7 @@ def sample_and_score(
     scores = truncation_penalty(correct, s.truncated, config.truncation_penalty)
     ref_log_probs, _ = sequence_log_probs(reference, prompts, s.tokens, temperature=config.temperature)
     kl = kl_penalty(s.log_probs, ref_log_probs, estimator=config.kl_estimator).masked_fill(~s.mask, 0.0)
-    rewards = token_rewards(scores, s.mask, kl, kl_coef=config.kl_coef)
+    rewards = token_rewards(scores, s.mask, kl, kl_coef=config.kl_coef if kl_coef is None else kl_coef)
     return ScoredResponses(texts, responses, prompts, s, correct, scores, ref_log_probs, rewards)
 
 
@@ -453,6 +619,11 @@ def finetune(
     processes, and each rank samples with a generator seeded from ``generator``.
     """
     estimator = advantage_estimator(config.advantage)
+    if config.loss_agg_mode != "token-mean" and distributed.world()[1] > 1:
+        raise ValueError(
+            f"loss_agg_mode={config.loss_agg_mode!r} is not supported under torch.distributed: each rank's loss is "
+            "rescaled as a token-mean (gaebook.lm.distributed.token_mean_share); use loss_agg_mode='token-mean'"
+        )
     _check_policy("policy", policy, tok)
     train_policy = distributed.wrap(policy)  # under torch.distributed: rank 0's weights on every rank
     frozen = frozen_copy(policy) if reference is None else reference
@@ -473,12 +644,18 @@ def finetune(
         _pretrain_critic(policy, frozen, train_critic, optimizer, task, tok, config, generator, sampler)
     columns: dict[str, list[Tensor]] = {f.name: [] for f in fields(LMHistory)}
     nan = torch.tensor(math.nan)
+    kl_coef = torch.full((), config.kl_coef, device=_device(policy))  # β: kl_target adapts it on the device
+    aggregate = partial(aggregate_loss, mode=config.loss_agg_mode)
 
     bar = tqdm(range(config.iterations), desc=f"PPO ({config.advantage})", disable=not progress, unit="it")
     for _ in bar:
         # 1-2. sample responses, score them, per-token rewards (−β·KL, score on the last token)
-        batch = sample_and_score(policy, frozen, task, tok, config, generator=generator, sampling_generator=sampler)
+        batch = sample_and_score(
+            policy, frozen, task, tok, config, generator=generator, sampling_generator=sampler, kl_coef=kl_coef
+        )
         s, mask = batch.samples, batch.samples.mask
+        # the tokens the loss sees: without the responses cut at the budget under DAPO's overlong filtering
+        loss_mask = mask & ~s.truncated.unsqueeze(1) if config.mask_truncated else mask
 
         # 3. advantages (and the critic's targets)
         with torch.no_grad():
@@ -518,9 +695,15 @@ def finetune(
                     clip_vloss=config.clip_vloss,
                     vf_coef=config.vf_coef,
                     ent_coef=config.ent_coef,
-                    mask=mask[idx].unsqueeze(0),
+                    mask=loss_mask[idx].unsqueeze(0),
+                    reduce=aggregate,
                 )
-                loss, update_stats = distributed.token_mean_share(loss, update_stats, mask[idx])
+                if config.kl_loss_coef:  # the KL as a loss term, on the policy's log-probs (GRPO)
+                    kl = kl_penalty(log_probs, batch.ref_log_probs[idx], estimator=config.kl_loss_estimator)
+                    loss = loss + config.kl_loss_coef * aggregate(
+                        kl.masked_fill(~loss_mask[idx], 0.0).unsqueeze(0), loss_mask[idx].unsqueeze(0)
+                    )
+                loss, update_stats = distributed.token_mean_share(loss, update_stats, loss_mask[idx])
                 optimizer.zero_grad()
                 loss.sum().backward()
                 for group in optimizer.param_groups:
@@ -542,7 +725,12 @@ def finetune(
             "kl": gather(((s.log_probs - batch.ref_log_probs) * mask).sum(1)).mean(),
             "length": gather(s.lengths).float().mean(),
             "truncated": gather(s.truncated).float().mean(),
+            "kl_coef": kl_coef,
         }
+        if config.kl_target is not None:  # Ziegler et al.'s controller: β for the next iteration
+            kl_coef = adaptive_kl_coef(
+                kl_coef, row["kl"], target=config.kl_target, horizon=config.kl_horizon, n_steps=config.batch_size
+            )
         for k, v in row.items():
             columns[k].append(v)
         if progress:

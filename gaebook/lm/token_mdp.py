@@ -12,14 +12,18 @@ The reward of token ``t`` is (Ziegler et al., 2019; Stiennon et al., 2020; Ouyan
     r_t = −β · KL_t  +  [t is the last valid token] · score,
 
 where ``KL_t`` estimates ``KL(π(·|s_t) ‖ π_ref(·|s_t))`` from the sampled token
-(:func:`kl_penalty`) and ``score`` is the task's verdict on the whole response
+(:func:`kl_penalty`, estimator k1) and ``score`` is the task's verdict on the whole response
 (:func:`token_rewards`). With ``γ = 1`` the return from the first token is
-``score − β · Σ_t KL_t``, a sample estimate of the KL-regularised objective.
+``score − β · Σ_t KL_t``, a sample estimate of the KL-regularised objective. The coefficient
+``β`` may be fixed or follow the adaptive controller of Ziegler et al.
+(:func:`gaebook.lm.ppo.adaptive_kl_coef`).
+The other way to keep the policy near the reference, GRPO's, is a KL term in the loss rather
+than in the reward: :func:`kl_penalty` says which estimator each way needs.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -27,6 +31,8 @@ from torch import Tensor
 from gaebook.reductions import masked_whiten
 
 __all__ = [
+    "KL_ESTIMATORS",
+    "KLEstimator",
     "adaptive_lam",
     "grpo_advantages",
     "kl_penalty",
@@ -57,18 +63,44 @@ def _check_same_shape(**tensors: Tensor) -> None:
             raise ValueError(f"{name} has shape {tuple(x.shape)} but {first} has {tuple(ref.shape)}")
 
 
-def kl_penalty(log_probs: Tensor, ref_log_probs: Tensor, *, estimator: Literal["k1", "k3"] = "k1") -> Tensor:
+KLEstimator = Literal["k1", "k2", "k3"]
+"""The names of the per-token KL estimators of :func:`kl_penalty`."""
+
+KL_ESTIMATORS: tuple[str, ...] = get_args(KLEstimator)
+
+
+def kl_penalty(log_probs: Tensor, ref_log_probs: Tensor, *, estimator: KLEstimator = "k1") -> Tensor:
     """Per-token estimate of ``KL(π ‖ π_ref)`` from the log-probs of sampled tokens (Schulman, 2020).
 
-    With the token drawn from ``π`` and ``log ρ = log π_ref(a) − log π(a)``:
+    For a token ``a`` drawn from ``π``, with ``log r = log π_ref(a) − log π(a)`` (so
+    ``r = π_ref(a)/π(a)``):
 
-    * ``k1 = −log ρ = log π(a) − log π_ref(a)``: unbiased, can be negative, high variance;
-    * ``k3 = (ρ − 1) − log ρ``: unbiased too (``E_π[ρ] = 1``) and never negative, with lower
-      variance when the policies are close (GRPO's choice; Shao et al., 2024).
+    * ``k1 = log π(a)/π_ref(a) = −log r``: unbiased for the KL, can be negative, high variance;
+    * ``k2 = ½ (log π(a)/π_ref(a))² = ½ (log r)²``: biased (its mean is not the KL, though close
+      to it when the policies are close), never negative;
+    * ``k3 = (r − 1) − log r``: unbiased (``E_π[r] = 1``) and never negative, with lower variance
+      than k1 when the policies are close.
+
+    An unbiased *value* does not make an unbiased *gradient*, and the right estimator depends on
+    where the KL goes (``∇`` is with respect to the policy's parameters, the samples ``a ~ π``
+    held fixed; ``∇KL = E_π[log(π/π_ref) ∇log π]``):
+
+    * **in the reward** (``r_t = −β·k_t``, as :func:`token_rewards`), the policy gradient is the
+      score-function form ``E_π[k ∇log π]``: it is ``∇KL`` for **k1 only**. For k3 it is
+      ``∇KL + E_π[(r − 1) ∇log π] = ∇KL + Σ_a (π_ref − π)(a) ∇log π(a)``, and for k2 it is
+      ``E_π[½ (log π/π_ref)² ∇log π]``: neither is ``∇KL``;
+    * **as a loss term** (``+ c·mean(k)`` minimised, differentiated through ``log π(a)``: the
+      pathwise form ``E_π[∇k]``; GRPO, verl's ``use_kl_loss``): ``∇k2 = log(π/π_ref) ∇log π``,
+      so **k2 only** gives ``∇KL``. k1 gives ``E_π[∇log π] = 0``, no gradient at all in
+      expectation; k3 gives ``E_π[(1 − r) ∇log π] = −E_{π_ref}[∇log π] = ∇KL(π_ref ‖ π)``, the
+      gradient of the reverse KL (GRPO's choice, Shao et al., 2024: a pull toward ``π_ref``, but
+      not the gradient of the KL it estimates).
+
+    ``tests/package/lm/test_kl.py`` checks each statement on a softmax with exact expectations.
 
     Args:
         log_probs, ref_log_probs: floating ``(..., T)``, the policy's and the reference's log-probs.
-        estimator: ``"k1"`` or ``"k3"``.
+        estimator: ``"k1"``, ``"k2"`` or ``"k3"``.
 
     Returns:
         ``(..., T)``; mask it before use (padding positions hold arbitrary numbers).
@@ -79,9 +111,11 @@ def kl_penalty(log_probs: Tensor, ref_log_probs: Tensor, *, estimator: Literal["
     log_ratio = ref_log_probs - log_probs
     if estimator == "k1":
         return -log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio.square()
     if estimator == "k3":
         return torch.expm1(log_ratio) - log_ratio
-    raise ValueError(f"estimator must be 'k1' or 'k3'; got {estimator!r}")
+    raise ValueError(f"estimator must be one of 'k1', 'k2', 'k3'; got {estimator!r}")
 
 
 def last_valid_index(mask: Tensor) -> Tensor:
@@ -104,7 +138,7 @@ def truncation_penalty(scores: Tensor, truncated: Tensor, penalty: float) -> Ten
     return scores - penalty * truncated.to(scores.dtype)
 
 
-def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_coef: float = 0.0) -> Tensor:
+def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_coef: float | Tensor = 0.0) -> Tensor:
     """Per-token rewards ``r_t = −β·KL_t + [t = last valid token]·score``, zero at masked positions.
 
     The score goes on the **last valid token** (the EOS, or the last token of a truncated
@@ -117,8 +151,10 @@ def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_
     Args:
         scores: floating ``(B,)``, the task's score of each whole response.
         mask: bool ``(B, T)``, the response mask (at least one ``True`` per row).
-        kl: optional floating ``(B, T)``, per-token KL estimates (:func:`kl_penalty`).
-        kl_coef: ``β ≥ 0``.
+        kl: optional floating ``(B, T)``, per-token KL estimates (:func:`kl_penalty` with
+            ``estimator="k1"``, the one whose policy gradient in the reward is the KL's).
+        kl_coef: ``β ≥ 0``, a number or a floating 0-d tensor on ``scores``' device (the
+            adaptive controller's; not read back, so its sign is not checked).
 
     Returns:
         ``(B, T)`` in the dtype of ``scores``.
@@ -127,7 +163,9 @@ def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_
     _check("mask", mask, ndim=2, dtype="bool")
     if scores.shape[0] != mask.shape[0]:
         raise ValueError(f"scores has {scores.shape[0]} rows but mask has {mask.shape[0]}")
-    if kl_coef < 0:
+    if isinstance(kl_coef, Tensor):
+        _check("kl_coef", kl_coef, ndim=0)
+    elif kl_coef < 0:
         raise ValueError(f"kl_coef must be non-negative; got {kl_coef}")
     rewards = torch.zeros(mask.shape, dtype=scores.dtype, device=scores.device)
     if kl is not None:
@@ -178,7 +216,13 @@ def grpo_advantages(rewards: Tensor, group_size: int, *, scale: bool = True, eps
     every token of response ``i``. ``std`` is the unbiased sample standard deviation (as in
     TRL's ``GRPOTrainer``, which also adds ``eps = 1e-4``). With ``scale=False`` the division is
     dropped, as Dr. GRPO proposes (Liu et al., 2025), since it up-weights prompts whose answers
-    all but agree.
+    all but agree. Dr. GRPO drops a second normalisation too, GRPO's ``1/|o_i|``, the mean over
+    each response's own tokens, which favours long wrong answers over short ones: Dr. GRPO is
+    ``scale=False`` here together with the loss aggregation ``"seq-mean-token-sum-norm"`` of
+    :class:`gaebook.lm.ppo.LMPPOConfig` (``loss_agg_mode``: each response's token-sum divided by
+    a constant, the token budget). ``LMPPOConfig(advantage="grpo")`` scales; its
+    ``advantage="rloo"`` gives ``scale=False``'s advantages times ``G/(G − 1)``
+    (:func:`rloo_advantages`).
 
     Args:
         rewards: floating ``(B,)``, grouped contiguously: rows ``k·G … k·G + G − 1`` answer prompt ``k``.

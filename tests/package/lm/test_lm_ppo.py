@@ -11,9 +11,11 @@ import torch
 from gaebook.lm import ppo as lm_ppo
 from gaebook.lm.ppo import (
     ADVANTAGE_ESTIMATORS,
+    LOSS_AGG_MODES,
     LMPPOConfig,
     TokenAdvantages,
     advantage_estimator,
+    aggregate_loss,
     answer_prompts,
     finetune,
     register_advantage_estimator,
@@ -21,6 +23,7 @@ from gaebook.lm.ppo import (
 )
 from gaebook.lm.tasks import CreditProbe
 from gaebook.lm.tinygpt import CharTokenizer, TinyGPT, ValueModel, frozen_copy, pretrain
+from gaebook.ppo import ppo_loss
 
 TASK = CreditProbe(2)
 TOK = CharTokenizer(TASK.alphabet)
@@ -94,7 +97,12 @@ def test_options_run(pretrained):
         lam_actor=0.9,
         lam_critic=1.0,
         adaptive_lam_alpha=1.0,
-        kl_estimator="k3",
+        kl_target=0.5,
+        kl_horizon=100,
+        kl_loss_coef=0.05,
+        kl_loss_estimator="k3",
+        loss_agg_mode="seq-mean-token-mean",
+        mask_truncated=True,
         value_pretrain_steps=2,
         ent_coef=0.01,
     )
@@ -132,8 +140,12 @@ def test_bad_config():
         LMPPOConfig(lam_critic=1.5)
     with pytest.raises(ValueError, match="n_minibatches must divide n_prompts"):
         LMPPOConfig(n_prompts=5, n_minibatches=2)
-    with pytest.raises(ValueError, match="kl_estimator must be one of 'k1', 'k3'; got 'k2'"):
-        LMPPOConfig(kl_estimator="k2")
+    with pytest.raises(ValueError, match="kl_estimator='k3' cannot go in the reward"):
+        LMPPOConfig(kl_estimator="k3")
+    with pytest.raises(ValueError, match="loss_agg_mode must be one of 'token-mean', 'seq-mean-token-mean'"):
+        LMPPOConfig(loss_agg_mode="seq-mean")
+    with pytest.raises(TypeError, match="mask_truncated must be a bool; got 1"):
+        LMPPOConfig(mask_truncated=1)
     with pytest.raises(ValueError, match="iterations must be a positive int; got 0"):
         LMPPOConfig(iterations=0)
     with pytest.raises(ValueError, match="n_prompts must be a positive int; got True"):
@@ -212,3 +224,130 @@ def test_estimator_table_errors_name_the_argument():
         register_advantage_estimator("new", summary="none", min_group_size=0)
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         register_advantage_estimator("", summary="none")
+
+
+def loss_example(seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Per-token PPO inputs (B, T) = (5, 7) with responses of 7, 4, 1, 0 and 3 valid tokens."""
+    g = torch.Generator().manual_seed(seed)
+    draw = lambda: torch.randn(5, 7, generator=g)  # noqa: E731
+    old_log_probs = -draw().abs()
+    log_probs = old_log_probs + 0.3 * draw()  # ratios on both sides of the clip range, below 3
+    mask = torch.arange(7) < torch.tensor([7, 4, 1, 0, 3]).unsqueeze(1)
+    return log_probs, old_log_probs, draw(), draw(), draw(), draw(), draw().abs(), mask
+
+
+@pytest.mark.parametrize("mode", LOSS_AGG_MODES)
+def test_aggregate_loss_is_verls_agg_loss(mode):
+    from verl.trainer.ppo import core_algos
+
+    *_, x, _, mask = loss_example()
+    theirs = core_algos.agg_loss(x, mask.float(), mode)
+    torch.testing.assert_close(aggregate_loss(x, mask, mode), theirs)
+    torch.testing.assert_close(aggregate_loss(x.unsqueeze(0), mask.unsqueeze(0), mode), theirs.unsqueeze(0))
+    # the modes differ on responses of different lengths
+    others = [aggregate_loss(x, mask, m) for m in LOSS_AGG_MODES if m != mode]
+    assert all(not torch.allclose(aggregate_loss(x, mask, mode), o) for o in others)
+
+
+@pytest.mark.parametrize("mode", LOSS_AGG_MODES)
+@pytest.mark.filterwarnings(
+    "ignore:.*compute_policy_loss' is deprecated:FutureWarning"
+)  # vanilla's arithmetic, no config
+def test_ppo_loss_aggregated_as_verl_aggregates_its_policy_and_value_losses(mode):
+    from verl.trainer.ppo import core_algos
+
+    log_probs, old_log_probs, advantages, values, old_values, returns, entropy, mask = loss_example(1)
+    _, stats = ppo_loss(
+        *(x.unsqueeze(0) for x in (log_probs, old_log_probs, advantages, values, old_values, returns, entropy)),
+        clip_coef=0.2,
+        clip_vloss=True,
+        vf_coef=1.0,
+        ent_coef=0.0,
+        mask=mask.unsqueeze(0),
+        reduce=lambda x, m: aggregate_loss(x, m, mode),
+    )
+    policy_loss, *_ = core_algos.compute_policy_loss(
+        old_log_probs, log_probs, advantages, mask.float(), cliprange=0.2, loss_agg_mode=mode
+    )
+    value_loss, _ = core_algos.compute_value_loss(
+        values, returns, old_values, mask.float(), cliprange_value=0.2, loss_agg_mode=mode
+    )
+    torch.testing.assert_close(stats["policy_loss"], policy_loss.unsqueeze(0))
+    torch.testing.assert_close(stats["value_loss"], value_loss.unsqueeze(0))
+    torch.testing.assert_close(stats["entropy"], core_algos.agg_loss(entropy, mask.float(), mode).unsqueeze(0))
+
+
+def test_aggregate_loss_checks_its_arguments():
+    x, mask = torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        aggregate_loss(x, mask, "seq-sum")
+    with pytest.raises(ValueError, match=r"mask must be a bool tensor of loss's shape \(2, 3\)"):
+        aggregate_loss(x, mask[:1], "token-mean")
+    with pytest.raises(TypeError, match="loss must be a floating tensor"):
+        aggregate_loss(torch.zeros(3), None, "token-mean")
+    torch.testing.assert_close(aggregate_loss(torch.ones(2, 3), None, "seq-mean-token-sum"), torch.tensor(3.0))
+
+
+def test_finetune_aggregates_every_loss_term_by_the_mode(pretrained, monkeypatch):
+    real, seen = lm_ppo.aggregate_loss, []
+
+    def spy(loss, mask, mode="token-mean"):
+        seen.append(mode)
+        return real(loss, mask, mode)
+
+    monkeypatch.setattr(lm_ppo, "aggregate_loss", spy)
+    config = LMPPOConfig(iterations=1, n_prompts=8, loss_agg_mode="seq-mean-token-sum-norm", kl_loss_coef=0.1)
+    finetune(copy.deepcopy(pretrained), TASK, TOK, config, generator=torch.Generator().manual_seed(0), progress=False)
+    # per update: the surrogate, the value error, the entropy, the KL term
+    assert seen == ["seq-mean-token-sum-norm"] * (4 * config.n_epochs * config.n_minibatches)
+
+
+def test_the_sequence_modes_are_refused_under_torch_distributed(pretrained, monkeypatch):
+    monkeypatch.setattr(lm_ppo.distributed, "world", lambda group=None: (0, 2))
+    config = LMPPOConfig(iterations=1, n_prompts=8, loss_agg_mode="seq-mean-token-mean")
+    with pytest.raises(
+        ValueError, match=r"loss_agg_mode='seq-mean-token-mean' is not supported under torch\.distributed"
+    ):
+        finetune(pretrained, TASK, TOK, config, generator=torch.Generator().manual_seed(0), progress=False)
+
+
+def spy_losses(monkeypatch) -> tuple[list, list, list]:
+    """Record finetune's batches, its minibatches and the mask of every ppo_loss call."""
+    batches, parts, masks = [], [], []
+    real_sample, real_minibatches = lm_ppo.sample_and_score, lm_ppo.distributed.minibatches
+    monkeypatch.setattr(lm_ppo, "sample_and_score", lambda *a, **k: batches.append(real_sample(*a, **k)) or batches[-1])
+    monkeypatch.setattr(lm_ppo.distributed, "minibatches", lambda *a: parts.append(real_minibatches(*a)) or parts[-1])
+    monkeypatch.setattr(lm_ppo, "ppo_loss", lambda *a, **k: masks.append(k["mask"].squeeze(0)) or ppo_loss(*a, **k))
+    return batches, parts, masks
+
+
+@pytest.mark.parametrize("mask_truncated", [False, True])
+def test_overlong_filtering_masks_the_truncated_responses_out_of_the_loss(monkeypatch, mask_truncated):
+    torch.manual_seed(0)  # an untrained policy: some responses end within 3 tokens, others are cut
+    policy = TinyGPT(TOK.vocab_size, max_len=2 + TASK.max_new_tokens, d_model=32, n_layers=1, n_heads=2)
+    batches, parts, masks = spy_losses(monkeypatch)
+    config = LMPPOConfig(iterations=1, n_prompts=16, max_new_tokens=3, mask_truncated=mask_truncated)
+    finetune(policy, TASK, TOK, config, generator=torch.Generator().manual_seed(0), progress=False)
+    s = batches[0].samples
+    assert 0 < s.truncated.sum() < len(s.truncated), "the batch should mix truncated and ended responses"
+    kept = s.mask & ~s.truncated.unsqueeze(1) if mask_truncated else s.mask
+    expected = [kept[idx] for epoch in parts for idx in epoch]
+    assert len(masks) == len(expected) == config.n_epochs * config.n_minibatches
+    assert all(torch.equal(m, e) for m, e in zip(masks, expected, strict=True))
+
+
+def test_overlong_filtering_leaves_a_batch_of_truncated_responses_untrained(pretrained):
+    """Every response cut (a budget too short for any answer): the policy and the critic do not move."""
+
+    def trained(mask_truncated: bool) -> tuple[bool, bool]:
+        policy, critic = copy.deepcopy(pretrained), ValueModel.from_policy(pretrained)
+        before = snapshot(policy), snapshot(critic)
+        config = LMPPOConfig(iterations=1, n_prompts=8, max_new_tokens=2, mask_truncated=mask_truncated)
+        history = finetune(
+            policy, TASK, TOK, config, generator=torch.Generator().manual_seed(0), critic=critic, progress=False
+        )
+        assert history.truncated.item() == 1.0
+        return not bit_identical(before[0], snapshot(policy)), not bit_identical(before[1], snapshot(critic))
+
+    assert trained(False) == (True, True)
+    assert trained(True) == (False, False)

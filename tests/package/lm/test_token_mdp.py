@@ -34,10 +34,24 @@ def test_kl_estimators_by_hand():
     # k3 = (ρ − 1) − log ρ with ρ = π_ref / π: ρ = 0.5 and 2
     k3 = torch.tensor([[-0.5 - math.log(0.5), 1.0 - math.log(2.0)]])
     torch.testing.assert_close(kl_penalty(logp, ref, estimator="k3"), k3)
-    assert (kl_penalty(logp, logp, estimator="k3") == 0).all()
+    # k2 = ½ (log ρ)²
+    k2 = torch.tensor([[0.5 * math.log(0.5) ** 2, 0.5 * math.log(2.0) ** 2]])
+    torch.testing.assert_close(kl_penalty(logp, ref, estimator="k2"), k2)
+    for estimator in ("k1", "k2", "k3"):
+        assert (kl_penalty(logp, logp, estimator=estimator) == 0).all()
 
 
-def test_both_kl_estimators_are_unbiased():
+def test_k1_and_k3_are_unbiased_and_k2_is_not():
+    p = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    q = torch.tensor([0.2, 0.2, 0.6], dtype=torch.float64)
+    exact = (p * (p / q).log()).sum()
+    means = {e: (p * kl_penalty(p.log(), q.log(), estimator=e)).sum() for e in ("k1", "k2", "k3")}  # E_p exactly
+    torch.testing.assert_close(means["k1"], exact)
+    torch.testing.assert_close(means["k3"], exact)
+    assert abs(means["k2"] - exact) > 1e-3, f"E[k2] = {means['k2']:.5f}, KL = {exact:.5f}"
+
+
+def test_k1_and_k3_are_unbiased_on_samples():
     g = torch.Generator().manual_seed(0)
     p = torch.tensor([0.5, 0.3, 0.2])
     q = torch.tensor([0.2, 0.2, 0.6])
@@ -62,6 +76,15 @@ def test_score_lands_on_the_last_valid_token(lengths, beta):
         torch.testing.assert_close(rewards[i], expected)
     # with γ = 1 the return of the first token is score − β·ΣKL over the response
     torch.testing.assert_close(rewards.sum(1), scores - beta * (kl * mask).sum(1))
+
+
+def test_a_tensor_kl_coef_gives_the_rewards_of_the_same_number():
+    mask = prefix_mask([2, 3], 3)
+    kl = torch.linspace(-1, 1, 6).view(2, 3)
+    scores = torch.tensor([1.0, 0.0])
+    assert torch.equal(
+        token_rewards(scores, mask, kl, kl_coef=torch.tensor(0.3)), token_rewards(scores, mask, kl, kl_coef=0.3)
+    )
 
 
 def test_last_valid_index_of_a_gappy_mask():
@@ -125,8 +148,8 @@ def test_reinforce_pp_by_hand():
 def test_bad_input():
     x = torch.zeros(2, 3)
     mask = torch.ones(2, 3, dtype=torch.bool)
-    with pytest.raises(ValueError, match="estimator"):
-        kl_penalty(x, x, estimator="k2")
+    with pytest.raises(ValueError, match="estimator must be one of 'k1', 'k2', 'k3'; got 'k4'"):
+        kl_penalty(x, x, estimator="k4")
     with pytest.raises(ValueError, match="ref_log_probs has shape"):
         kl_penalty(x, torch.zeros(2, 4))
     with pytest.raises(TypeError, match="mask must be a bool tensor"):
@@ -135,6 +158,8 @@ def test_bad_input():
         token_rewards(torch.zeros(3), mask)
     with pytest.raises(ValueError, match="kl_coef"):
         token_rewards(torch.zeros(2), mask, x, kl_coef=-1.0)
+    with pytest.raises(ValueError, match="kl_coef must have 0 dimensions"):
+        token_rewards(torch.zeros(2), mask, x, kl_coef=torch.ones(2))
     with pytest.raises(TypeError, match="scores must be a floating tensor"):
         truncation_penalty(torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.bool), 1.0)
     with pytest.raises(ValueError, match="group_size"):

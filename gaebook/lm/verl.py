@@ -62,7 +62,9 @@ CHAPTER6_PPO_GAE = LMPPOConfig(iterations=40, n_prompts=64, gamma=1.0, lam_actor
 CHAPTER6_TASK = BalancedParens(max_depth=8, max_pairs=4)
 """Chapter 6's task, which fixes the prompt and response lengths of :func:`chapter6_overrides`."""
 
-_KL_PENALTY = {"k1": "kl", "k3": "low_var_kl"}  # gaebook's estimator names → verl's algorithm.kl_penalty
+# gaebook's KL estimator names → verl's: ``algorithm.kl_penalty`` (the reward's; gaebook admits k1
+# only) and ``actor.kl_loss_type`` (the loss term's)
+_KL_PENALTY = {"k1": "kl", "k2": "mse", "k3": "low_var_kl"}
 
 
 def _mask(response_mask: object, like: Tensor) -> Tensor:
@@ -197,17 +199,21 @@ def ppo_trainer_overrides(
 
     Advantages by ``estimator`` (registered through :data:`EXTERNAL_MODULE`, which the overrides
     put into the Ray workers' environment), with ``gamma`` and ``lam_actor``; the KL penalty in the
-    reward (``k1`` is verl's ``"kl"``, ``k3`` its ``"low_var_kl"``) with a fixed coefficient; a
-    critic; ``n_prompts`` prompts per step (``data.train_batch_size``), ``group_size`` responses
-    each, ``n_minibatches`` minibatches of ``n_prompts / n_minibatches`` prompts, ``n_epochs``
-    epochs; the clip range for the ratio and the values, the step sizes, the gradient clip, the
-    entropy weight and the temperature. Both models load from ``model_path``; the rollout engine is
-    vLLM.
+    reward (``k1`` is verl's ``"kl"``) with a fixed coefficient, or an adaptive one
+    (``kl_target``, ``kl_horizon``: verl's ``kl_ctrl``); the KL as a loss term of the actor
+    (``kl_loss_coef``, ``kl_loss_estimator``: ``k2`` is verl's ``"mse"``, ``k3`` its
+    ``"low_var_kl"``); the loss aggregation (``loss_agg_mode``, verl's names, for the actor and,
+    through verl's default, the critic); a critic; ``n_prompts`` prompts per step
+    (``data.train_batch_size``), ``group_size`` responses each, ``n_minibatches`` minibatches of
+    ``n_prompts / n_minibatches`` prompts, ``n_epochs`` epochs; the clip range for the ratio and the
+    values, the step sizes, the gradient clip, the entropy weight and the temperature. Both models
+    load from ``model_path``; the rollout engine is vLLM.
 
     Settings without a counterpart in verl's configuration are refused (``ValueError``): a λ for
     the critic other than the actor's, the length-adaptive λ, unwhitened advantages (verl's GAE
-    whitens), no value clipping, value pretraining. The truncation penalty belongs to verl's reward
-    function, and ``vf_coef`` has no role there: the critic has its own optimiser.
+    whitens), no value clipping, value pretraining, overlong filtering (``mask_truncated``). The
+    truncation penalty belongs to verl's reward function, and ``vf_coef`` has no role there: the
+    critic has its own optimiser.
     """
     if config.advantage != "gae":
         raise ValueError(f"config.advantage must be 'gae' (the estimator is {estimator!r}); got {config.advantage!r}")
@@ -217,6 +223,7 @@ def ppo_trainer_overrides(
         "whiten_advantages": not config.whiten_advantages,
         "clip_vloss": not config.clip_vloss,
         "value_pretrain_steps": config.value_pretrain_steps > 0,
+        "mask_truncated": config.mask_truncated,
     }
     for name, bad in refused.items():
         if bad:
@@ -240,8 +247,13 @@ def ppo_trainer_overrides(
         "algorithm.lam": config.lam_actor,
         "algorithm.use_kl_in_reward": config.kl_coef > 0,
         "algorithm.kl_penalty": _KL_PENALTY[config.kl_estimator],
-        "algorithm.kl_ctrl.type": "fixed",
+        "algorithm.kl_ctrl.type": "fixed" if config.kl_target is None else "adaptive",
         "algorithm.kl_ctrl.kl_coef": config.kl_coef,
+        **(
+            {}
+            if config.kl_target is None
+            else {"algorithm.kl_ctrl.target_kl": config.kl_target, "algorithm.kl_ctrl.horizon": config.kl_horizon}
+        ),
         "data.train_batch_size": config.n_prompts,
         "data.max_prompt_length": max_prompt_length,
         "data.max_response_length": max_response_length,
@@ -254,7 +266,15 @@ def ppo_trainer_overrides(
         f"{rollout}.temperature": config.temperature,
         f"{rollout}.log_prob_micro_batch_size_per_gpu": per_gpu,
         "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu": per_gpu,
-        f"{actor}.use_kl_loss": False,
+        f"{actor}.use_kl_loss": config.kl_loss_coef > 0,
+        **(
+            {
+                f"{actor}.kl_loss_coef": config.kl_loss_coef,
+                f"{actor}.kl_loss_type": _KL_PENALTY[config.kl_loss_estimator],
+            }
+            if config.kl_loss_coef > 0
+            else {}
+        ),
         f"{actor}.ppo_epochs": config.n_epochs,
         f"{actor}.ppo_mini_batch_size": minibatch,
         f"{actor}.ppo_micro_batch_size_per_gpu": per_gpu,
@@ -262,7 +282,7 @@ def ppo_trainer_overrides(
         f"{actor}.optim.lr": config.lr,
         f"{actor}.grad_clip": config.max_grad_norm,
         f"{actor}.entropy_coeff": config.ent_coef,
-        f"{actor}.loss_agg_mode": "token-mean",
+        f"{actor}.loss_agg_mode": config.loss_agg_mode,
         f"{critic}.enable": True,  # verl enables a critic by itself only for its own "gae"
         f"{critic}.model.path": model_path,
         f"{critic}.ppo_epochs": config.n_epochs,

@@ -6,6 +6,8 @@ compose-and-validate path from :func:`gaebook.lm.verl.validated_ppo_trainer`: th
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from hydra.errors import InstantiationException
@@ -18,6 +20,7 @@ from gaebook.lm.verl import (
     ESTIMATOR_NAME,
     EXTERNAL_MODULE,
     chapter6_overrides,
+    ppo_trainer_overrides,
     validated_ppo_trainer,
 )
 
@@ -51,3 +54,23 @@ def test_verls_checks_can_fail(model_path: str) -> None:
     overrides = [*chapter6_overrides(model_path), "actor_rollout_ref.actor.ppo_mini_batch_size=128"]
     with pytest.raises((ValueError, InstantiationException), match="ppo_mini_batch_size"):
         validated_ppo_trainer(overrides)
+
+
+def test_the_kl_and_aggregation_options_map_to_settings_verl_accepts(model_path: str) -> None:
+    """The adaptive KL controller, the KL loss term and the aggregation mode, as verl reads them."""
+    options = dataclasses.replace(
+        CHAPTER6_PPO_GAE, kl_target=6.0, kl_loss_coef=0.05, kl_loss_estimator="k2", loss_agg_mode="seq-mean-token-mean"
+    )
+    task = CHAPTER6_TASK
+    config = validated_ppo_trainer(
+        ppo_trainer_overrides(
+            options,
+            model_path=model_path,
+            max_prompt_length=1 + task.max_depth + 2 * task.max_pairs + 1,
+            max_response_length=task.max_new_tokens,
+        )
+    )
+    assert config.algorithm.kl_ctrl.type == "adaptive" and config.algorithm.kl_ctrl.target_kl == 6.0
+    actor = config.actor_rollout_ref.actor
+    assert actor.use_kl_loss and actor.kl_loss_coef == 0.05 and actor.kl_loss_type == "mse"
+    assert actor.loss_agg_mode == config.critic.loss_agg_mode == "seq-mean-token-mean"

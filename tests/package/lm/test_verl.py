@@ -200,16 +200,34 @@ def test_the_overrides_map_the_config_and_refuse_what_verl_lacks() -> None:
     assert float(overrides["algorithm.lam"]) == CHAPTER6_PPO_GAE.lam_actor
     assert float(overrides["algorithm.kl_ctrl.kl_coef"]) == CHAPTER6_PPO_GAE.kl_coef
     assert int(overrides["actor_rollout_ref.actor.ppo_mini_batch_size"]) * CHAPTER6_PPO_GAE.n_minibatches == 64
-    k3 = dataclasses.replace(CHAPTER6_PPO_GAE, kl_estimator="k3")
-    assert "algorithm.kl_penalty=low_var_kl" in ppo_trainer_overrides(
-        k3, model_path="/m", max_prompt_length=18, max_response_length=12
+    assert overrides["algorithm.kl_penalty"] == "kl" and overrides["algorithm.kl_ctrl.type"] == "fixed"
+    assert overrides["actor_rollout_ref.actor.use_kl_loss"] == "False"
+    assert overrides["actor_rollout_ref.actor.loss_agg_mode"] == "token-mean"
+    options = dataclasses.replace(
+        CHAPTER6_PPO_GAE,
+        kl_target=6.0,
+        kl_horizon=5000,
+        kl_loss_coef=0.05,
+        kl_loss_estimator="k3",
+        loss_agg_mode="seq-mean-token-sum-norm",
     )
+    mapped = dict(
+        o.split("=", 1)
+        for o in ppo_trainer_overrides(options, model_path="/m", max_prompt_length=18, max_response_length=12)
+    )
+    assert mapped["algorithm.kl_ctrl.type"] == "adaptive"
+    assert float(mapped["algorithm.kl_ctrl.target_kl"]) == 6.0 and int(mapped["algorithm.kl_ctrl.horizon"]) == 5000
+    assert mapped["actor_rollout_ref.actor.use_kl_loss"] == "True"
+    assert float(mapped["actor_rollout_ref.actor.kl_loss_coef"]) == 0.05
+    assert mapped["actor_rollout_ref.actor.kl_loss_type"] == "low_var_kl"
+    assert mapped["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-sum-norm"
     for change, match in [
         ({"advantage": "grpo", "group_size": 2}, "advantage"),
         ({"lam_critic": 1.0}, "lam_critic"),
         ({"adaptive_lam_alpha": 1.0}, "adaptive_lam_alpha"),
         ({"whiten_advantages": False}, "whiten_advantages"),
         ({"value_pretrain_steps": 10}, "value_pretrain_steps"),
+        ({"mask_truncated": True}, "mask_truncated"),
         ({"n_prompts": 6, "group_size": 2, "n_minibatches": 4}, "n_minibatches"),
     ]:
         with pytest.raises(ValueError, match=match):

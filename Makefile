@@ -8,7 +8,7 @@ NOTEBOOKS := $(wildcard book/*.ipynb)
 BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book student browser browser-deps test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
+.PHONY: book book-cached student browser browser-deps test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -17,11 +17,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test,bench,llm]"
 	touch $(STAMP)
 
+JUPYTER_CACHE := _build/.jupyter_cache
+BUILD_BOOK := $(BIN)/jupyter-book build . --builder html -W -n --keep-going
+
 # Executes every notebook (the cache is emptied first); any warning, broken reference or cell error
 # fails the build.
 book: $(STAMP)
-	rm -rf _build/html _build/.doctrees _build/.jupyter_cache
-	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+	rm -rf _build/html _build/.doctrees $(JUPYTER_CACHE)
+	$(BUILD_BOOK)
+
+# The same strict build from the jupyter-cache that `make notebooks` filled: it renders those outputs
+# and executes only a notebook that is not there (one that failed under nbval, to fail on it again).
+book-cached: $(STAMP)
+	rm -rf _build/html _build/.doctrees
+	$(BUILD_BOOK)
 
 # The student edition: notebooks without solutions, and the site with solutions hidden, built from
 # the cache of the last `make book` (or executing the notebooks if there is none); then the browser
@@ -54,12 +63,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Every notebook under nbval, NB_WORKERS at a time with one torch thread each and the book build's
+# cell timeout (_config.yml); each notebook whose cells all pass goes into the emptied jupyter-cache,
+# as the book build looks it up (tools/nbval_to_cache.py), so `make book-cached` need not run it again.
+NB_WORKERS ?= 2
+NB_TIMEOUT := $(shell sed -n 's/^  timeout: *//p' _config.yml)
 notebooks: $(STAMP)
-	$(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS)
+	rm -rf $(JUPYTER_CACHE)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(NB_WORKERS) --dist loadfile \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout $(NB_TIMEOUT) \
+		-p tools.nbval_to_cache --jupyter-cache $(JUPYTER_CACHE) $(NOTEBOOKS)
 
-# Every test, in two lanes that run side by side (each notebook execution uses one core): the
-# static checks (lint, types), the package's tests and every notebook under nbval; and the strict book build
-# (which executes every notebook again) followed by the browser tests of the built site.
+# Every test, in two lanes that run side by side: the static checks (lint, types) and the package's
+# tests; and every notebook under nbval (on both cores, executing each notebook once), the strict book
+# build from their cache, then the browser tests of the built site. The book is built even if a
+# notebook failed, as it would be on its own.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
 
@@ -67,11 +85,11 @@ test-checks: $(STAMP)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory typecheck
 	$(MAKE) --no-print-directory unit
-	$(MAKE) --no-print-directory notebooks
 
 test-site: $(STAMP) browser-deps
-	$(MAKE) --no-print-directory book
-	$(MAKE) --no-print-directory browser
+	status=0; $(MAKE) --no-print-directory notebooks || status=1; \
+	$(MAKE) --no-print-directory book-cached && $(MAKE) --no-print-directory browser || status=1; \
+	exit $$status
 
 # The speed benchmarks (never part of make test: timings are not tests). Each prints its table
 # and whether its targets hold; the exit status is non-zero if any benchmark missed a target.

@@ -333,7 +333,7 @@ def frozen_copy(model: M) -> M:
 
 
 def pretrain(
-    model: TinyGPT,
+    model: Policy,
     data: Tensor,
     *,
     steps: int,
@@ -342,7 +342,12 @@ def pretrain(
     generator: torch.Generator,
     progress: bool = True,
 ) -> list[float]:
-    """Maximum-likelihood training on ``data`` (long ``(N, L)``, BOS-first, PAD-padded on the right).
+    """Maximum-likelihood training of ``model`` on ``data`` (long ``(N, L)``, BOS-first, PAD-padded on the right).
+
+    ``model`` is any :class:`Policy`: a :class:`TinyGPT`, or a Hugging Face causal LM in
+    :class:`gaebook.lm.hf_policy.HFPolicy`. It reads each batch without an attention mask: the
+    padding is on the right, after every real token, so causal attention never lets a real token
+    see it and the positions count from the first column; the loss ignores the PAD targets.
 
     Minibatch indices are drawn with ``generator`` on its device. With ``data`` and ``generator``
     on the model's device no step copies anything between host and device; otherwise every step
@@ -350,6 +355,11 @@ def pretrain(
 
     Returns the per-step cross-entropy (nats per token), PAD positions excluded.
     """
+    if not isinstance(model, Policy):
+        raise TypeError(
+            f"model must be a Policy (a TinyGPT, or a Hugging Face model in gaebook.lm.hf_policy.HFPolicy); "
+            f"got {type(model).__name__}"
+        )
     if data.ndim != 2 or data.dtype != torch.long:
         raise TypeError(f"data must be a long tensor of shape (N, L); got {data.dtype} {tuple(data.shape)}")
     device = next(model.parameters()).device

@@ -17,6 +17,7 @@ from gaebook.lm.tinygpt import (
     Policy,
     Samples,
     frozen_copy,
+    pretrain,
     sample,
     sequence_log_probs,
 )
@@ -298,6 +299,32 @@ def test_answer_prompts_takes_an_hf_policy() -> None:
         HFPolicy(llama()), TASK, CHARS, ["1+2=", "13+4="], generator=torch.Generator().manual_seed(0), greedy=True
     )
     assert rewards.shape == (2,) and len(responses) == 2
+
+
+def test_pretrain_gives_an_hf_policy_transformers_own_loss_and_trains_it() -> None:
+    """pretrain reads right-padded data without a mask: its loss is the one transformers computes with
+    the attention mask and the PAD labels ignored."""
+    data = CHARS.batch(["12+7=19", "3+4=7", "9+10=19", "1+2=3"])  # right-padded with PAD
+    model = llama()
+    batch = data[torch.randint(len(data), (4,), generator=torch.Generator().manual_seed(0))]  # pretrain's draw
+    with torch.no_grad():
+        expected = model(
+            input_ids=batch,
+            attention_mask=(batch != CharTokenizer.PAD).long(),
+            labels=batch.masked_fill(batch == 0, -100),
+        ).loss
+    policy = HFPolicy(model)
+    losses = pretrain(
+        policy, data, steps=40, batch_size=4, lr=1e-2, generator=torch.Generator().manual_seed(0), progress=False
+    )
+    assert losses[0] == pytest.approx(expected.item(), rel=1e-5)
+    assert sum(losses[-5:]) / 5 < 0.5 * losses[0]
+    assert not policy.model.training, "pretraining leaves the model in eval mode (no dropout)"
+
+
+def test_pretrain_refuses_a_bare_hf_model() -> None:
+    with pytest.raises(TypeError, match="model must be a Policy"):
+        pretrain(llama(), CHARS.batch(["1+2=3"]), steps=1, generator=torch.Generator(), progress=False)
 
 
 def test_hf_policy_refuses_a_model_without_a_causal_lm_head() -> None:

@@ -158,9 +158,10 @@ class HFPolicy(nn.Module):
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
-        self.model = _check_causal_lm(model).eval()
+        self.model = _check_causal_lm(model)
         self.max_len: int = model.config.max_position_embeddings
         self.vocab_size: int = model.config.vocab_size
+        self.eval()  # the wrapper and the model inside report the same mode
 
     def forward(self, tokens: Tensor, *, attention_mask: Tensor | None = None, cache: HFCache | None = None) -> Tensor:
         """Next-token logits, float ``(B, L, vocab_size)``; with ``cache``, ``tokens`` continue what it read."""
@@ -194,9 +195,10 @@ class HFCritic(nn.Module):
     """A critic: a Hugging Face backbone and a scalar value head on its last hidden states, initialised to zero.
 
     As :class:`~gaebook.lm.tinygpt.ValueModel`: every initial value is 0, and :meth:`from_policy`
-    starts the backbone from a copy of the policy's. The head is float32 whatever the backbone's
-    dtype. Calling it maps long ``tokens`` ``(B, L)`` and an optional bool ``attention_mask``
-    ``(B, L)`` to float32 values ``(B, L)`` (position ``i`` sees tokens ``≤ i``).
+    starts the backbone from a copy of the policy's. It is put in eval mode (dropout off). The head
+    is float32 whatever the backbone's dtype. Calling it maps long ``tokens`` ``(B, L)`` and an
+    optional bool ``attention_mask`` ``(B, L)`` to float32 values ``(B, L)`` (position ``i`` sees
+    tokens ``≤ i``).
     """
 
     def __init__(self, backbone: PreTrainedModel) -> None:
@@ -210,6 +212,7 @@ class HFCritic(nn.Module):
         self.value_head = nn.Linear(backbone.config.hidden_size, 1, device="meta")
         self.value_head.weight = nn.Parameter(torch.zeros(1, backbone.config.hidden_size, device=backbone.device))
         self.value_head.bias = nn.Parameter(torch.zeros(1, device=backbone.device))
+        self.eval()  # dropout off, as for the policy
 
     @classmethod
     def from_policy(cls, policy: HFPolicy) -> HFCritic:

@@ -370,3 +370,12 @@ def test_bad_input_to_the_hf_policy_and_generate() -> None:
         generate(policy, PROMPTS, max_new_tokens=0, generator=g)
     with pytest.raises(TypeError, match="policy must be an HFPolicy"):
         HFCritic.from_policy(llama())  # type: ignore[arg-type]
+
+
+def test_the_wrappers_and_the_models_inside_are_in_eval_mode() -> None:
+    """A model handed over in training mode is switched off: PPO's first ratio must be exactly 1."""
+    model = gpt2().train()
+    policy = HFPolicy(model)
+    critic = HFCritic(gpt2().train().base_model)
+    for module in (policy, critic):
+        assert not any(m.training for m in module.modules()), type(module).__name__

@@ -27,7 +27,7 @@ with :func:`gaebook.lm.hf.tiny_llama` from :func:`gaebook.lm.hf.char_tokenizer` 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ from gaebook.training import check_positive_int
 
 if TYPE_CHECKING:
     from transformers import DynamicCache, PreTrainedModel
+    from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 __all__ = ["HFCache", "HFCritic", "HFPolicy", "generate", "position_ids"]
 
@@ -158,7 +159,7 @@ class HFPolicy(nn.Module):
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
-        self.model = _check_causal_lm(model)
+        self.model: PreTrainedModel = _check_causal_lm(model)
         self.max_len: int = model.config.max_position_embeddings
         self.vocab_size: int = model.config.vocab_size
         self.eval()  # the wrapper and the model inside report the same mode
@@ -219,7 +220,7 @@ class HFCritic(nn.Module):
         """A critic whose backbone is a copy of ``policy``'s model without its LM head (``model.base_model``)."""
         if not isinstance(policy, HFPolicy):
             raise TypeError(f"policy must be an HFPolicy; got {type(policy).__name__}")
-        return cls(copy.deepcopy(policy.model.base_model))
+        return cls(cast("PreTrainedModel", copy.deepcopy(policy.model.base_model)))  # HFCritic checks it
 
     def forward(self, tokens: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
         """``V`` of every prefix: long ``(B, L)`` in, float ``(B, L)`` out."""
@@ -269,7 +270,9 @@ def generate(
     device = prompts.device
     with torch.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
         torch.manual_seed(seed)
-        out = policy.model.generate(
+        # HFPolicy checked that the model generates; transformers types generate's output as a union
+        model: Any = policy.model
+        out: GenerateDecoderOnlyOutput = model.generate(
             input_ids=prompts,
             attention_mask=(prompts != CharTokenizer.PAD).long(),
             do_sample=True,
@@ -282,6 +285,8 @@ def generate(
             output_logits=True,
             return_dict_in_generate=True,
         )
+    if out.logits is None:
+        raise RuntimeError("transformers' generate returned no logits although output_logits=True asked for them")
     tokens = out.sequences[:, prompts.shape[1] :]  # (B, T'), T' ≤ max_new_tokens if every row stopped early
     logp = torch.log_softmax(torch.stack(out.logits, dim=1).float() / temperature, dim=-1)
     log_probs = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

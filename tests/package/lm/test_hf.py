@@ -83,15 +83,6 @@ CHARS = CharTokenizer(TASK.alphabet)
 PROMPTS = CHARS.batch(["12+7=", "3+4=", "9+10=", "1+2"], eos=False, pad="left")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def llama(seed: int = 0) -> PreTrainedModel:
     g = torch.Generator().manual_seed(seed)
     return tiny_llama(char_tokenizer(TASK.alphabet), hidden_size=32, n_layers=2, n_heads=2, max_len=16, generator=g)

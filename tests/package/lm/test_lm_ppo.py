@@ -29,15 +29,6 @@ TASK = CreditProbe(2)
 TOK = CharTokenizer(TASK.alphabet)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pretrained(one_thread) -> TinyGPT:
     """A policy that writes the format but gets the key right only about half the time."""

@@ -12,15 +12,6 @@ from gaebook.lm.tasks import Addition
 from gaebook.lm.tinygpt import CharTokenizer, TinyGPT, pretrain, sample
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def tok() -> CharTokenizer:
     return CharTokenizer(Addition.alphabet)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from contextlib import contextmanager
 
 import pytest
 import torch
 from host_traffic import host_traffic
 from hypothesis import given
 from hypothesis import strategies as st
+from scan_helpers import chunked, time_last_copies
 
-from gaebook import scan
 from gaebook.advantages import (
     discounted_returns,
     gae,
@@ -23,7 +22,7 @@ from gaebook.advantages import (
     nstep_advantages,
     td_residuals,
 )
-from gaebook.profiling import dispatched_ops, produced_layouts
+from gaebook.profiling import dispatched_ops
 
 
 def rollout(seed: int, shape: tuple[int, ...], p_term: float = 0.1, p_trunc: float = 0.1, p_mask: float = 0.0):
@@ -34,15 +33,6 @@ def rollout(seed: int, shape: tuple[int, ...], p_term: float = 0.1, p_trunc: flo
     trunc = torch.rand(shape, generator=g) < p_trunc
     mask = torch.rand(shape, generator=g) >= p_mask
     return r, v, nv, term, trunc, mask
-
-
-@contextmanager
-def chunked(on: bool):
-    """Solve even small problems by chunks (``on``), or by the scan's default rule."""
-    with pytest.MonkeyPatch.context() as patch:
-        if on:
-            patch.setattr(scan, "SMALL", 0)
-        yield
 
 
 shapes = st.lists(st.integers(1, 4), min_size=0, max_size=2).flatmap(
@@ -334,15 +324,6 @@ def test_every_estimator_time_major_equals_time_last_on_transposed_data(
     for major, time_last in pairs:
         assert major.shape == rm.shape
         torch.testing.assert_close(major, moved(time_last, time_dim), rtol=1e-5, atol=1e-5)
-
-
-def time_last_copies(fn, steps: int, batch: int) -> list:
-    """The tensors ``fn`` produces of shape ``(batch, steps)``, or ``(steps, batch)`` with time contiguous."""
-    return [
-        (name, shape, stride)
-        for name, shape, stride in produced_layouts(fn)
-        if shape == (batch, steps) or (shape == (steps, batch) and stride[0] < stride[1])
-    ]
 
 
 @pytest.mark.parametrize("by_chunks", [False, True])

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from scan_helpers import chunked, time_last_copies
 
-from gaebook import scan
-from gaebook.profiling import dispatched_ops, produced_layouts
+from gaebook.profiling import dispatched_ops
 from gaebook.scan import reverse_linear_scan
 
 
@@ -22,15 +20,6 @@ def loop(b: torch.Tensor, a: torch.Tensor, time_dim: int = -1) -> torch.Tensor:
         carry = b[..., t] + a[..., t] * carry
         x[..., t] = carry
     return x.movedim(-1, time_dim)
-
-
-@contextmanager
-def chunked(on: bool):
-    """Solve even small problems by chunks (``on``), or by the default rule."""
-    with pytest.MonkeyPatch.context() as patch:
-        if on:
-            patch.setattr(scan, "SMALL", 0)
-        yield
 
 
 # a shape with time somewhere in it: (before..., T, after...), and where time is
@@ -120,15 +109,6 @@ def test_dispatched_operations_grow_logarithmically():
         assert last == major, (steps, last, major)
         assert last <= 4 * k + 4, (steps, last)
     assert ops_for(2**17, 0) < 2**17 / 1000
-
-
-def time_last_copies(fn, steps: int, batch: int) -> list:
-    """The tensors ``fn`` produces of shape ``(batch, steps)``, or ``(steps, batch)`` with time contiguous."""
-    return [
-        (name, shape, stride)
-        for name, shape, stride in produced_layouts(fn)
-        if shape == (batch, steps) or (shape == (steps, batch) and stride[0] < stride[1])
-    ]
 
 
 @pytest.mark.parametrize("by_chunks", [False, True])

@@ -205,7 +205,7 @@ def _judge(
         got = _as_outputs(got_raw, names, optional)
         if isinstance(got, str):
             return Verdict(False, got + where_case)
-        expected = _as_outputs(case.call(reference, inputs), names, 0)
+        expected = _as_outputs(case.call(reference, [x.clone() for x in inputs]), names, 0)
         assert not isinstance(expected, str)
         expected = expected[: len(got)]
         names_got = names[: len(got)]
@@ -217,7 +217,7 @@ def _judge(
         if all(_close(g, e, tol) for g, e in zip(got, expected, strict=True)):
             continue
         for bug in known:
-            modelled = _as_outputs(case.call(bug.model, inputs), names, 0)
+            modelled = _as_outputs(case.call(bug.model, [x.clone() for x in inputs]), names, 0)
             assert not isinstance(modelled, str)
             modelled = modelled[: len(got)]
             same = all(_close(g, b, tol, equal_nan=True) for g, b in zip(got, modelled, strict=True))

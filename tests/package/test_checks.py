@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gaebook import gae, lambda_returns
+from gaebook.baselines import cleanrl_gae, masked_token_gae
 from gaebook.exercises import (
     bugs,
     check_gae,
@@ -118,6 +119,33 @@ def gae_advantages_only(*args, **kwargs):
     return gae(*args, **kwargs)[0]
 
 
+def verl_token_gae(rewards, values, mask, *, gamma, lam):
+    """verl's token loop (transcribed in gaebook.baselines), its masked entries zeroed."""
+    return masked_token_gae(rewards, values, mask.to(rewards.dtype), gamma, lam)[0] * mask
+
+
+def vectorised_ppo_loss(log_probs, old_log_probs, advantages, *, clip_coef):
+    ratio = torch.exp(log_probs - old_log_probs)
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+
+
+def masked_next_step(rewards, values, terminated, truncated, last_value, *, gamma, lam):
+    done = terminated | truncated
+    real = torch.cat([torch.ones_like(done[:, :1]), ~done[:, :-1]], dim=1)
+    next_values = torch.cat([values[:, 1:], last_value[:, None]], dim=1)
+    return gae(rewards, values, next_values, terminated, truncated, gamma=gamma, lam=lam, mask=real)[0]
+
+
+def cleanrl_layout(rewards, values, next_values, terminated, truncated, *, gamma, lam, fold):
+    """CleanRL's loop (gaebook.baselines) on (N, T) inputs; ``fold`` adds SB3's time-out bootstrap to the rewards."""
+    done = (terminated | truncated).to(rewards.dtype)
+    if fold:
+        rewards = rewards + gamma * next_values * truncated
+    starts = torch.cat([torch.zeros_like(done[:, :1]), done[:, :-1]], dim=1)
+    advantages, _ = cleanrl_gae(rewards.T, values.T, starts.T, next_values[:, -1], done[:, -1], gamma, lam)
+    return advantages.T, advantages.T + values
+
+
 CORRECT = [
     (check_gae, gae),
     (check_gae, gae_advantages_only),
@@ -125,12 +153,15 @@ CORRECT = [
     (check_lambda_returns, lambda_returns),
     (check_lambda_returns, loop_lambda_returns),
     (check_token_gae, loop_token_gae),
+    (check_token_gae, verl_token_gae),
     (check_masked_whiten, masked_whiten),
     (check_masked_whiten, loop_whiten),
     (check_ppo_loss, loop_ppo_loss),
+    (check_ppo_loss, vectorised_ppo_loss),
     (check_grpo_advantages, grpo_advantages),
     (check_grpo_advantages, loop_grpo),
     (check_next_step_gae, loop_next_step),
+    (check_next_step_gae, masked_next_step),
 ]
 
 
@@ -198,6 +229,15 @@ def test_the_hint_points_at_the_episode_end_the_trace_crosses():
 
     check_gae(spy)
     assert any(bool(done[row, t]) for done in seen["flags"])
+
+
+def test_real_code_is_diagnosed_too():
+    """Not the bug models: CleanRL's own loop as transcribed, with and without SB3's fold, and verl's."""
+    as_is = check_gae(lambda *a, **k: cleanrl_layout(*a, **k, fold=False))
+    assert as_is.bug == "gae_truncation_as_termination" and "CleanRL #198" in as_is.message
+    assert check_gae(lambda *a, **k: cleanrl_layout(*a, **k, fold=True))
+    raw_verl = check_token_gae(lambda r, v, m, **k: masked_token_gae(r, v, m.to(r.dtype), k["gamma"], k["lam"])[0])
+    assert not raw_verl and "not 0 at" in raw_verl.message  # verl leaves its trace at masked tokens
 
 
 # --- generic hints ---------------------------------------------------------------------------

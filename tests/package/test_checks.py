@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from fake_cuda import NO_FAKE_CUDA, Harness
 
 from gaebook import gae, lambda_returns
 from gaebook.baselines import cleanrl_gae, masked_token_gae
@@ -311,3 +312,20 @@ def test_the_cases_are_built_on_the_requested_device():
 
     assert check_grpo_advantages(spy, device=torch.device("cpu"))
     assert devices == {torch.device("cpu")}
+
+
+@NO_FAKE_CUDA
+@pytest.mark.parametrize(("check", "bug"), [(check, bug) for check, bug, _ in BUGS], ids=lambda x: x.__name__)
+def test_every_bug_runs_on_its_inputs_device_without_host_syncs(check, bug):
+    """The gallery's functions are tensor functions too: run them on (fake) CUDA inputs of a hidden case."""
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return bug(*args, **kwargs)
+
+    check(spy)
+    args, kwargs = calls[0]
+    harness = Harness.from_environment()
+    on_device = [harness.tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+    harness.assert_on_device(harness.run(bug, *on_device, **kwargs))

@@ -290,6 +290,9 @@ def test_nan_and_a_stray_value_at_a_masked_position_are_located():
 def test_an_unknown_mistake_gets_the_first_wrong_entry():
     verdict = check_gae(lambda *a, **k: gae(*a, **k)[0] * 1.01)
     assert not verdict and verdict.bug is None and "no known bug gives your numbers" in verdict.message
+    assert "at t = 0 (row 0):" in verdict.message
+    loss = check_ppo_loss(lambda *a, **k: 2 * vectorised_ppo_loss(*a, **k))
+    assert loss.bug is None and loss.message.startswith("your loss is wrong at the output")
 
 
 def test_bad_arguments_are_refused():

@@ -6,9 +6,12 @@ NOTEBOOKS := $(wildcard book/*.ipynb)
 # The browser tests drive Debian's Chromium; the fonts let its screenshots show the Chinese quoted
 # from the seeds and the emoji of the execution table as a reader's browser does.
 BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
+# The accessibility tests inject axe-core into every page: npm installs the version that
+# package-lock.json pins into node_modules (Debian's npm if the machine has none).
+AXE := node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book book-cached student browser browser-deps test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
+.PHONY: book book-cached student browser browser-deps axe-deps test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -35,7 +38,7 @@ book-cached: $(STAMP)
 # The student edition: notebooks without solutions, and the site with solutions hidden, built from
 # the cache of the last `make book` (or executing the notebooks if there is none); then the browser
 # tests check that no page shows a solution.
-student: $(STAMP) browser-deps
+student: $(STAMP) browser-deps axe-deps
 	rm -rf _build/student
 	$(BIN)/python tools/student.py notebooks _build/student/notebooks
 	$(BIN)/python tools/student.py site _build/student/html
@@ -46,8 +49,17 @@ browser-deps:
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES); }
 
-# Every page of the built book (`make book` first) in headless Chromium; screenshots in _build/screenshots.
-browser: $(STAMP) browser-deps
+axe-deps: $(AXE)
+
+$(AXE): package.json package-lock.json
+	@command -v npm >/dev/null || { \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm; }
+	npm ci --no-audit --no-fund
+	touch $(AXE)
+
+# Every page of the built book (`make book` first) in headless Chromium, axe-core's accessibility
+# checks included; screenshots in _build/screenshots, axe-core's findings in _build/axe.
+browser: $(STAMP) browser-deps axe-deps
 	$(BIN)/pytest -p no:cacheprovider site_tests
 
 unit: $(STAMP)
@@ -86,7 +98,7 @@ test-checks: $(STAMP)
 	$(MAKE) --no-print-directory typecheck
 	$(MAKE) --no-print-directory unit
 
-test-site: $(STAMP) browser-deps
+test-site: $(STAMP) browser-deps axe-deps
 	status=0; $(MAKE) --no-print-directory notebooks || status=1; \
 	$(MAKE) --no-print-directory book-cached && $(MAKE) --no-print-directory browser || status=1; \
 	exit $$status
@@ -116,4 +128,4 @@ gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
 
 clean:
-	rm -rf _build $(VENV) $(FLOORS_VENV)
+	rm -rf _build $(VENV) $(FLOORS_VENV) node_modules

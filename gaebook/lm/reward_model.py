@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gaebook.lm import token_mdp
 from gaebook.lm.hf_policy import HFCritic, HFPolicy
 from gaebook.lm.tasks import Task
 from gaebook.lm.tinygpt import CharTokenizer, Samples, sample
-from gaebook.lm.token_mdp import last_valid_index, truncation_penalty
 from gaebook.training import check_choice, check_non_negative, check_positive_int, check_unit_interval
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class RewardModel(nn.Module):
         tokens = torch.cat([prompts, responses], dim=1)
         attention_mask = torch.cat([prompts != CharTokenizer.PAD, mask], dim=1)
         per_position = self.body(tokens, attention_mask=attention_mask)  # (B, P + T)
-        at_eos = prompts.shape[1] + last_valid_index(mask)
+        at_eos = prompts.shape[1] + token_mdp.last_valid_index(mask)
         return per_position.gather(1, at_eos.unsqueeze(1)).squeeze(1)
 
 
@@ -163,12 +163,12 @@ def preference_pairs(
     generator: torch.Generator,
     max_new_tokens: int | None = None,
     temperature: float = 1.0,
-    truncation_penalty_: float = 1.0,
+    truncation_penalty: float = 1.0,
 ) -> PreferencePairs:
     """Synthetic preferences: two sampled responses per prompt, ranked by the task's true score, with label noise.
 
     ``policy`` answers each of ``n_prompts`` fresh prompts twice. The true score of a response is
-    the task's exact match minus ``truncation_penalty_`` if it never emitted ``<eos>`` (the score
+    the task's exact match minus ``truncation_penalty`` if it never emitted ``<eos>`` (the score
     :func:`gaebook.lm.ppo.finetune` uses without a scorer, at ``LMPPOConfig``'s default penalty).
     A pair whose two scores are equal says nothing about the order and is dropped, so ``N ≤
     n_prompts``; in the others the better response is ``chosen``, and then, with probability
@@ -184,7 +184,7 @@ def preference_pairs(
         raise TypeError(f"task must be a gaebook.lm.tasks.Task; got {type(task).__name__}")
     check_positive_int("n_prompts", n_prompts)
     check_unit_interval("flip_prob", flip_prob)
-    check_non_negative("truncation_penalty_", truncation_penalty_)
+    check_non_negative("truncation_penalty", truncation_penalty)
     device = next(policy.parameters()).device
     texts = task.prompts(n_prompts, generator=generator)
     doubled = [p for p in texts for _ in range(2)]
@@ -197,7 +197,7 @@ def preference_pairs(
         temperature=temperature,
     )
     correct = task.reward(doubled, [tok.decode(t) for t in s.tokens.cpu()]).to(device)
-    score = truncation_penalty(correct, s.truncated, truncation_penalty_).view(n_prompts, 2)
+    score = token_mdp.truncation_penalty(correct, s.truncated, truncation_penalty).view(n_prompts, 2)
     flip = torch.rand(n_prompts, generator=generator, device=generator.device).to(device) < flip_prob
     first_better = (score[:, 0] > score[:, 1]) ^ flip  # the row whose response is labelled chosen: 0 or 1
     keep = torch.nonzero(score[:, 0] != score[:, 1]).squeeze(1)  # one read: N is the data's size
@@ -320,15 +320,16 @@ class RewardModelScorer:
 
     * ``normalize="running"``: ``(r − μ)/(σ + eps)``, with ``μ`` and ``σ`` the mean and standard
       deviation of every score since the scorer was made, this batch's included
-      (:class:`RunningMeanStd`), the way OpenRLHF normalises rewards: the scale stays fixed over
-      training, so a rise of the reward model's score is a rise of the reward;
+      (:class:`RunningMeanStd`): the scale stays nearly fixed over training, so a rise of the
+      reward model's score is a rise of the reward;
     * ``"batch"``: ``μ`` and ``σ`` of this batch alone (the reward is centred in every batch);
     * ``"none"``: ``r`` as it is;
 
     then clipped to ``[−clip, clip]`` if ``clip`` is given. Why normalise: a Bradley–Terry score
-    has no fixed offset or scale (any ``a·r + b`` with the same order and ``a`` fitted to the
-    data's noise is as good), so without normalisation the reward's size, and with it the weight
-    of the KL penalty ``β``, would depend on the training run of the reward model.
+    has no offset of its own (adding a constant changes no preference probability), and its scale
+    is whatever training reached (it grows as the model grows surer of its pairs). ``β`` weighs the
+    KL penalty against the score, so without normalisation its meaning would depend on the reward
+    model's training run.
 
     ``raw_means`` collects the mean raw score of each call (0-d tensors on the device, read only by
     the caller): the proxy reward before normalisation.

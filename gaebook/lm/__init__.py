@@ -15,6 +15,9 @@ The modules:
 * ``hf_policy``: any Hugging Face causal LM as a policy (:class:`~gaebook.lm.hf_policy.HFPolicy`)
   and a critic (:class:`~gaebook.lm.hf_policy.HFCritic`) for ``ppo``, and sampling with
   ``transformers``' own ``generate`` (:func:`~gaebook.lm.hf_policy.generate`);
+* ``reward_model``: a learned reward model (:class:`~gaebook.lm.reward_model.RewardModel`, a
+  Hugging Face backbone scored at ``<eos>``) trained with the Bradley–Terry loss on synthetic, noisy
+  preferences, and its normalised score as ``finetune``'s ``scorer``;
 * ``verl``: ``gaebook.gae`` as an advantage estimator in verl's registry, and :class:`~gaebook.lm.ppo.LMPPOConfig`
   as verl's configuration overrides;
 * ``distributed``: data-parallel ``finetune`` with ``torch.distributed`` (rollouts split across the

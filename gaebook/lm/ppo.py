@@ -3,7 +3,8 @@
 One iteration of :func:`finetune`, top to bottom, as in CleanRL's ``ppo.py``:
 
 1. **sample** a batch of prompts (``group_size`` responses each) and their responses;
-2. **score** every response exactly, penalise those that never emitted EOS, and build per-token
+2. **score** every response, exactly by the task or by a :data:`Scorer` such as a learned reward
+   model, penalise those that never emitted EOS, and build per-token
    rewards: ``−β·KL`` to the frozen reference on every token, the score on the last one
    (steps 1 and 2 are :func:`sample_and_score`, which returns :class:`ScoredResponses`); ``β``
    is fixed, or follows Ziegler et al.'s adaptive controller (``kl_target``);
@@ -83,6 +84,7 @@ __all__ = [
     "LMPPOConfig",
     "LossAggMode",
     "ScoredResponses",
+    "Scorer",
     "TokenAdvantages",
     "adaptive_kl_coef",
     "advantage_estimator",
@@ -98,6 +100,14 @@ LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
 """The loss aggregations of :func:`aggregate_loss`, by verl's names (``actor.loss_agg_mode``)."""
 
 LOSS_AGG_MODES: tuple[str, ...] = get_args(LossAggMode)
+
+Scorer = Callable[[Tensor, Samples], Tensor]
+"""A score for whole responses in place of the task's exact one: ``scorer(prompts, samples)``.
+
+``prompts`` is long ``(B, P)``, left-padded, ``samples`` the :class:`~gaebook.lm.tinygpt.Samples`
+``(B, T)`` of the responses; it returns float ``(B,)`` on their device, without a gradient. A
+learned reward model is one (:class:`gaebook.lm.reward_model.RewardModelScorer`).
+"""
 
 
 def aggregate_loss(loss: Tensor, mask: Tensor | None, mode: LossAggMode = "token-mean") -> Tensor:
@@ -317,8 +327,8 @@ class LMPPOConfig:
 class LMHistory:
     """What :func:`finetune` measured, one entry per iteration; float ``(iterations,)`` CPU tensors.
 
-    ``reward`` is the mean score (exact match minus the truncation penalty), ``accuracy`` the
-    fraction of exact matches, ``kl`` the mean over responses of ``Σ_t k1_t`` (an unbiased
+    ``reward`` is the mean score (exact match, or the ``scorer``'s score, minus the truncation
+    penalty), ``accuracy`` the fraction of exact matches, ``kl`` the mean over responses of ``Σ_t k1_t`` (an unbiased
     estimate of the sequence-level ``KL(π ‖ π_ref)``), ``length`` the mean number of valid
     tokens, ``truncated`` the fraction of responses without EOS. The loss statistics are means
     over the iteration's minibatches. ``explained_variance`` is
@@ -348,9 +358,9 @@ class ScoredResponses:
 
     Tensors are on the policy's device: ``prompts`` long ``(B, P)`` (left-padded), ``samples``
     the :class:`~gaebook.lm.tinygpt.Samples` ``(B, T)``, ``correct`` float ``(B,)`` exact matches,
-    ``scores`` ``(B,)`` after the truncation penalty, ``ref_log_probs`` ``(B, T)`` the
-    reference's log-probs of the sampled tokens, ``rewards`` ``(B, T)`` the token rewards;
-    ``texts`` are the prompts and ``responses`` the decoded responses.
+    ``scores`` ``(B,)`` (the exact matches, or a scorer's scores) after the truncation penalty,
+    ``ref_log_probs`` ``(B, T)`` the reference's log-probs of the sampled tokens, ``rewards``
+    ``(B, T)`` the token rewards; ``texts`` are the prompts and ``responses`` the decoded responses.
     """
 
     texts: list[str]
@@ -531,12 +541,15 @@ def sample_and_score(
     generator: torch.Generator,
     sampling_generator: torch.Generator | None = None,
     kl_coef: float | Tensor | None = None,
+    scorer: Scorer | None = None,
 ) -> ScoredResponses:
     """Steps 1 and 2 of an iteration: sample ``config.batch_size`` responses, score and reward them.
 
     ``generator`` draws the prompts, ``sampling_generator`` (``generator`` if ``None``) the
     responses. ``kl_coef`` is the ``β`` of the rewards: ``config.kl_coef`` if ``None``, or a
-    floating 0-d tensor on the policy's device (the adaptive controller's). Under
+    floating 0-d tensor on the policy's device (the adaptive controller's). ``scorer`` (a
+    :data:`Scorer`) scores the responses in place of the task's exact match, which ``correct``
+    still records; the truncation penalty applies to either. Under
     ``torch.distributed`` this rank keeps its block of the prompts and their responses
     (:func:`gaebook.lm.distributed.shard`).
     """
@@ -549,7 +562,8 @@ def sample_and_score(
     s = sample(policy, prompts, max_new_tokens=max_new, generator=sampler, temperature=config.temperature)
     responses = [tok.decode(t) for t in s.tokens.cpu()]
     correct = task.reward(texts, responses).to(device)
-    scores = truncation_penalty(correct, s.truncated, config.truncation_penalty)
+    score = correct if scorer is None else scorer(prompts, s)
+    scores = truncation_penalty(score, s.truncated, config.truncation_penalty)
     ref_log_probs, _ = sequence_log_probs(reference, prompts, s.tokens, temperature=config.temperature)
     kl = kl_penalty(s.log_probs, ref_log_probs, estimator=config.kl_estimator).masked_fill(~s.mask, 0.0)
     rewards = token_rewards(scores, s.mask, kl, kl_coef=config.kl_coef if kl_coef is None else kl_coef)
@@ -566,10 +580,13 @@ def _pretrain_critic(
     config: LMPPOConfig,
     generator: torch.Generator,
     sampler: torch.Generator,
+    scorer: Scorer | None,
 ) -> None:
     """Fit the critic to Monte Carlo returns of the initial policy (VC-PPO's value pretraining)."""
     for _ in range(config.value_pretrain_steps):
-        batch = sample_and_score(policy, reference, task, tok, config, generator=generator, sampling_generator=sampler)
+        batch = sample_and_score(
+            policy, reference, task, tok, config, generator=generator, sampling_generator=sampler, scorer=scorer
+        )
         mask = batch.samples.mask
         returns = discounted_returns(batch.rewards, torch.zeros_like(mask), gamma=config.gamma, check_finite=False)
         order = torch.randperm(config.batch_size, generator=generator, device=generator.device).to(mask.device)
@@ -592,6 +609,7 @@ def finetune(
     generator: torch.Generator,
     critic: Critic | None = None,
     reference: Policy | None = None,
+    scorer: Scorer | None = None,
     progress: bool = True,
 ) -> LMHistory:
     """Fine-tune ``policy`` in place with PPO on ``task``; return the :class:`LMHistory`.
@@ -611,6 +629,10 @@ def finetune(
             ignored by the estimators without a critic.
         reference: the frozen reference policy of the KL penalty; ``None`` freezes a copy of
             ``policy`` as it is now.
+        scorer: the score ``R`` of a response, a :data:`Scorer` such as a learned reward model
+            (:class:`gaebook.lm.reward_model.RewardModelScorer`); ``None`` takes the task's exact
+            match. ``LMHistory.reward`` then records the scorer's mean and ``LMHistory.accuracy``
+            the task's exact match, the true score it stands in for.
         progress: show a tqdm bar.
 
     Under ``torch.distributed`` (launched by ``torchrun``) every rank calls ``finetune`` with the
@@ -641,7 +663,7 @@ def finetune(
         groups.append({"params": list(critic.parameters()), "lr": config.critic_lr})
     optimizer = torch.optim.Adam(groups, eps=1e-5)
     if train_critic is not None and config.value_pretrain_steps:
-        _pretrain_critic(policy, frozen, train_critic, optimizer, task, tok, config, generator, sampler)
+        _pretrain_critic(policy, frozen, train_critic, optimizer, task, tok, config, generator, sampler, scorer)
     columns: dict[str, list[Tensor]] = {f.name: [] for f in fields(LMHistory)}
     nan = torch.tensor(math.nan)
     kl_coef = torch.full((), config.kl_coef, device=_device(policy))  # β: kl_target adapts it on the device
@@ -651,7 +673,15 @@ def finetune(
     for _ in bar:
         # 1-2. sample responses, score them, per-token rewards (−β·KL, score on the last token)
         batch = sample_and_score(
-            policy, frozen, task, tok, config, generator=generator, sampling_generator=sampler, kl_coef=kl_coef
+            policy,
+            frozen,
+            task,
+            tok,
+            config,
+            generator=generator,
+            sampling_generator=sampler,
+            kl_coef=kl_coef,
+            scorer=scorer,
         )
         s, mask = batch.samples, batch.samples.mask
         # the tokens the loss sees: without the responses cut at the budget under DAPO's overlong filtering

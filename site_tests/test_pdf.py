@@ -37,12 +37,18 @@ def _not_for_the_student_site(student: bool) -> None:
 
 
 @cache
-def pdf_text() -> str:
-    """The PDF's text, with every run of whitespace (line and page breaks included) one space."""
+def pdf_lines() -> list[str]:
+    """The PDF's text, line by line, as pdftotext reads it."""
     if not PDF.is_file():
         pytest.fail(f"no PDF at {PDF}: run `make pdf`")
     text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(PDF), "-"], capture_output=True, text=True, check=True)
-    return " ".join(text.stdout.split())
+    return text.stdout.splitlines()
+
+
+@cache
+def pdf_text() -> str:
+    """The PDF's text, with every run of whitespace (line and page breaks included) one space."""
+    return " ".join(" ".join(pdf_lines()).split())
 
 
 def letters(text: str) -> str:
@@ -94,7 +100,11 @@ def glued_numbers(entry: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("entry", PAGES)
 def test_every_page_is_in_the_pdf(entry):
-    assert " ".join(title(entry).split()) in pdf_text()
+    """The page's title stands on lines of its own: its entry in the contents, its heading and the
+    running heads of its pages (a sentence that mentions it does not count)."""
+    # Without spaces: xeCJK puts a space between Latin and Chinese text that the source does not have.
+    lines = ["".join(line.split()) for line in pdf_lines()]
+    assert lines.count("".join(title(entry).split())) >= 2
 
 
 @pytest.mark.parametrize("entry", NOTEBOOK_PAGES)

@@ -1,10 +1,10 @@
 """A Sphinx extension: the whole book's PDF in every page's download menu.
 
-``make pdf`` builds the book through LaTeX into ``_build/latex/gae-book.pdf``. When that file exists
-at the time of an HTML build, this extension copies it to the site's root as ``gae-book.pdf`` and adds
-a link to it to sphinx-book-theme's download menu, next to the page's own ``.ipynb`` and source;
-without it (a build before any ``make pdf``, or the student site, which sets ``book_pdf`` to ``""``
-because the PDF shows the solutions) the menu is the theme's.
+``make pdf`` builds the book through LaTeX into ``_build/latex/gae-book.pdf`` (the ``book_pdf``
+setting) and copies it to the site's root as ``gae-book.pdf``; an HTML build that finds it there
+copies it too, so either build may come first. Every page's download menu (sphinx-book-theme's)
+links that file next to the page's own notebook. The student site sets ``book_pdf`` to ``""``: the
+PDF shows the solutions, so its menus leave it out.
 """
 
 from __future__ import annotations
@@ -19,16 +19,8 @@ SITE_NAME = "gae-book.pdf"
 MENU = "download-buttons"  # the label of sphinx-book-theme's download group
 
 
-def _pdf(app: Sphinx) -> Path | None:
-    configured = app.config.book_pdf
-    if not configured:
-        return None
-    path = Path(app.confdir, configured)
-    return path if path.is_file() else None
-
-
 def add_to_menu(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: object) -> None:
-    if _pdf(app) is None:
+    if not app.config.book_pdf:
         return
     for group in context.get("header_buttons", []):
         if group.get("label") == MENU:
@@ -45,8 +37,10 @@ def add_to_menu(app: Sphinx, pagename: str, templatename: str, context: dict[str
 
 
 def copy_pdf(app: Sphinx, exception: Exception | None) -> None:
-    pdf = _pdf(app)
-    if exception is None and app.builder.format == "html" and pdf is not None:
+    if exception is not None or app.builder.format != "html" or not app.config.book_pdf:
+        return
+    pdf = Path(app.confdir, app.config.book_pdf)
+    if pdf.is_file():
         shutil.copyfile(pdf, Path(app.outdir, SITE_NAME))
 
 

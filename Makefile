@@ -67,8 +67,9 @@ pdf: $(STAMP) pdf-deps
 	[ ! -d _build/html ] || cp _build/latex/gae-book.pdf _build/html/
 	$(BIN)/pytest -p no:cacheprovider site_tests/test_pdf.py
 
-# What a release publishes, in _build/release (after `make pdf`, which needs the book's cache): the
-# PDF, the notebooks with and without their solutions, and the site as an archive to read offline.
+# What a release publishes, in _build/release (after `make pdf` and the HTML build): the PDF, the
+# notebooks with and without their solutions, and the site as an archive to read offline, with
+# MathJax inside it (tools/offline_site.py).
 RELEASE := _build/release
 ZIP := $(abspath $(BIN))/python -m zipfile -c
 release: $(STAMP)
@@ -78,7 +79,7 @@ release: $(STAMP)
 	$(BIN)/python tools/student.py notebooks _build/student/notebooks
 	cd book && $(ZIP) $(CURDIR)/$(RELEASE)/gae-book-notebooks.zip *.ipynb
 	cd _build/student/notebooks && $(ZIP) $(CURDIR)/$(RELEASE)/gae-book-student-notebooks.zip *.ipynb
-	cd _build && $(ZIP) $(CURDIR)/$(RELEASE)/gae-book-html.zip html
+	$(BIN)/python tools/offline_site.py _build/html $(RELEASE)/gae-book-html.zip
 
 # Every page of the built book (`make book` first) in headless Chromium; screenshots in _build/screenshots.
 browser: $(STAMP) browser-deps

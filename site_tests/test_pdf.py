@@ -182,3 +182,44 @@ def test_a_page_renders(tmp_path):
     pixels = matplotlib.image.imread(tmp_path / "page.png")[..., :3].mean(axis=-1)
     ink = (pixels < 0.9).mean()
     assert ink > 0.01, f"page {page} of {pages} is blank ({ink:.2%} dark pixels)"
+
+
+def pdf_fonts() -> str:
+    return subprocess.run(["pdffonts", str(PDF)], capture_output=True, text=True, check=True).stdout
+
+
+def page_sources() -> dict[str, str]:
+    """Each page's markdown: a notebook's markdown cells, or the page's own file."""
+    sources = {}
+    for entry in PAGES:
+        path = ROOT / f"{entry}.ipynb"
+        if path.exists():
+            cells = nbformat.read(path, as_version=4).cells
+            sources[entry] = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+        else:
+            sources[entry] = (ROOT / f"{entry}.md").read_text(encoding="utf-8")
+    return sources
+
+
+def test_every_displayed_equation_is_typeset():
+    """As many displayed equations in the LaTeX the PDF was made from as in the pages' sources, and
+    the PDF sets them in TeX's maths fonts."""
+    displayed = sum(
+        len(re.findall(r"\$\$", text)) // 2 + len(re.findall(r"^\\begin\{(?:align|equation|gather)\*?\}", text, re.M))
+        for text in page_sources().values()
+    )
+    tex = PDF.with_suffix(".tex").read_text(encoding="utf-8")
+    in_tex = len(re.findall(r"\\begin\{(?:equation|align|gather)\*?\}", tex))
+    assert displayed > 0
+    assert in_tex >= displayed, f"{in_tex} displayed equations in the LaTeX, {displayed} in the sources"
+    fonts = pdf_fonts()
+    assert "CMMI" in fonts and "CMEX" in fonts, "no maths font in the PDF"
+
+
+def test_the_chinese_is_in_the_pdf_in_a_cjk_font():
+    chinese = sorted({run for text in page_sources().values() for run in re.findall(r"[\u4e00-\u9fff]{2,}", text)})
+    assert chinese
+    text = "".join(pdf_text().split())
+    missing = [run for run in chinese if run not in text]
+    assert not missing, f"Chinese not in the PDF: {missing[:10]}"
+    assert "WenQuanYi" in pdf_fonts()

@@ -6,13 +6,16 @@ NOTEBOOKS := $(wildcard book/*.ipynb)
 # The browser tests drive Debian's Chromium; the fonts let its screenshots show the Chinese quoted
 # from the seeds and the emoji of the execution table as a reader's browser does.
 BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
+# The accessibility tests inject axe-core into every page: npm installs the version that
+# package-lock.json pins into node_modules (Debian's npm if the machine has none).
+AXE := node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The PDF goes through XeLaTeX (Debian's TeX Live, with xeCJK for the Chinese and Sphinx's default
 # FreeFont); its test reads it back with poppler's pdftotext and pdftoppm.
 PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
 	texlive-lang-chinese latexmk xindy fonts-freefont-otf fonts-wqy-microhei poppler-utils
 
-.PHONY: book book-cached student browser browser-deps pdf pdf-deps release actionlint test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
+.PHONY: book book-cached student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -39,7 +42,7 @@ book-cached: $(STAMP)
 # The student edition: notebooks without solutions, and the site with solutions hidden, built from
 # the cache of the last `make book` (or executing the notebooks if there is none); then the browser
 # tests check that no page shows a solution.
-student: $(STAMP) browser-deps
+student: $(STAMP) browser-deps axe-deps
 	rm -rf _build/student
 	$(BIN)/python tools/student.py notebooks _build/student/notebooks
 	$(BIN)/python tools/student.py site _build/student/html
@@ -81,8 +84,17 @@ release: $(STAMP)
 	cd _build/student/notebooks && $(ZIP) $(CURDIR)/$(RELEASE)/gae-book-student-notebooks.zip *.ipynb
 	$(BIN)/python tools/offline_site.py _build/html $(RELEASE)/gae-book-html.zip
 
-# Every page of the built book (`make book` first) in headless Chromium; screenshots in _build/screenshots.
-browser: $(STAMP) browser-deps
+axe-deps: $(AXE)
+
+$(AXE): package.json package-lock.json
+	@command -v npm >/dev/null || { \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm; }
+	npm ci --no-audit --no-fund
+	touch $(AXE)
+
+# Every page of the built book (`make book` first) in headless Chromium, axe-core's accessibility
+# checks included; screenshots in _build/screenshots, axe-core's findings in _build/axe.
+browser: $(STAMP) browser-deps axe-deps
 	$(BIN)/pytest -p no:cacheprovider site_tests
 
 unit: $(STAMP)
@@ -129,7 +141,7 @@ test-checks: $(STAMP)
 	$(MAKE) --no-print-directory typecheck
 	$(MAKE) --no-print-directory unit
 
-test-site: $(STAMP) browser-deps
+test-site: $(STAMP) browser-deps axe-deps
 	status=0; $(MAKE) --no-print-directory notebooks || status=1; \
 	if $(MAKE) --no-print-directory book-cached; then \
 		$(MAKE) --no-print-directory pdf || status=1; \
@@ -162,4 +174,4 @@ gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
 
 clean:
-	rm -rf _build $(VENV) $(FLOORS_VENV)
+	rm -rf _build $(VENV) $(FLOORS_VENV) node_modules

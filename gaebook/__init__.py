@@ -12,7 +12,9 @@ The advantage estimators are re-exported here; the other modules are imported by
   vector environments (``envs.gymnasium``) and reward scaling (``envs.wrappers``);
 * language models: the subpackage ``lm``: the token-level MDP (``lm.token_mdp``), tasks with exact
   rewards (``lm.tasks``), a tiny transformer (``lm.tinygpt``) and PPO for it (``lm.ppo``);
-* ``plotting``: the book's figure helpers.
+* ``plotting``: the book's figure helpers;
+* self-checking exercises: the subpackage ``exercises``, checkers that run a reader's own estimator on
+  hidden cases and name the known bug it makes (``exercises.checks``), and those bugs (``exercises.bugs``).
 """
 
 from gaebook.advantages import (

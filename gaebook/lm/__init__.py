@@ -5,7 +5,8 @@ The modules:
 * ``token_mdp``: the token-level MDP's pieces, on tensors: per-token rewards with a KL penalty, the
   last valid token, the critic-free advantages (GRPO, RLOO, REINFORCE++) and a λ per response;
 * ``tasks``: prompts with exactly checkable answers (:class:`~gaebook.lm.tasks.Addition`,
-  :class:`~gaebook.lm.tasks.BalancedParens`, :class:`~gaebook.lm.tasks.CreditProbe`);
+  :class:`~gaebook.lm.tasks.BalancedParens`, :class:`~gaebook.lm.tasks.CreditProbe`), and one rewarded
+  step by step (:class:`~gaebook.lm.tasks.CopyDigits`);
 * ``tinygpt``: a tiny causal transformer, its tokenizer, critic, pretraining and sampling, and the
   :class:`~gaebook.lm.tinygpt.Policy` and :class:`~gaebook.lm.tinygpt.Critic` protocols: what
   sampling and PPO ask of a model;

@@ -5,8 +5,9 @@ One iteration of :func:`finetune`, top to bottom, as in CleanRL's ``ppo.py``:
 1. **sample** a batch of prompts (``group_size`` responses each) and their responses;
 2. **score** every response, exactly by the task or by a :data:`Scorer` such as a learned reward
    model, penalise those that never emitted EOS, and build per-token
-   rewards: ``−β·KL`` to the frozen reference on every token, the score on the last one
-   (steps 1 and 2 are :func:`sample_and_score`, which returns :class:`ScoredResponses`); ``β``
+   rewards: ``−β·KL`` to the frozen reference on every token, the score on the last one (a task
+   with process rewards, :meth:`~gaebook.lm.tasks.Task.step_rewards`, rewards each step on its
+   own token instead) (steps 1 and 2 are :func:`sample_and_score`, which returns :class:`ScoredResponses`); ``β``
    is fixed, or follows Ziegler et al.'s adaptive controller (``kl_target``);
 3. **advantages** by the estimator that ``LMPPOConfig.advantage`` names in
    :data:`ADVANTAGE_ESTIMATORS`: GAE over the response mask with ``γ = 1`` and a critic, or one
@@ -327,8 +328,9 @@ class LMPPOConfig:
 class LMHistory:
     """What :func:`finetune` measured, one entry per iteration; float ``(iterations,)`` CPU tensors.
 
-    ``reward`` is the mean score (exact match, or the ``scorer``'s score, minus the truncation
-    penalty), ``accuracy`` the fraction of exact matches, ``kl`` the mean over responses of ``Σ_t k1_t`` (an unbiased
+    ``reward`` is the mean score (exact match, the ``scorer``'s score, or the sum of a process
+    task's step rewards, minus the truncation penalty), ``accuracy`` the fraction of exact matches,
+    ``kl`` the mean over responses of ``Σ_t k1_t`` (an unbiased
     estimate of the sequence-level ``KL(π ‖ π_ref)``), ``length`` the mean number of valid
     tokens, ``truncated`` the fraction of responses without EOS. The loss statistics are means
     over the iteration's minibatches. ``explained_variance`` is
@@ -358,9 +360,10 @@ class ScoredResponses:
 
     Tensors are on the policy's device: ``prompts`` long ``(B, P)`` (left-padded), ``samples``
     the :class:`~gaebook.lm.tinygpt.Samples` ``(B, T)``, ``correct`` float ``(B,)`` exact matches,
-    ``scores`` ``(B,)`` (the exact matches, or a scorer's scores) after the truncation penalty,
-    ``ref_log_probs`` ``(B, T)`` the reference's log-probs of the sampled tokens, ``rewards``
-    ``(B, T)`` the token rewards; ``texts`` are the prompts and ``responses`` the decoded responses.
+    ``scores`` ``(B,)`` after the truncation penalty (the exact matches, a scorer's scores, or for a
+    task with process rewards the sum of its step rewards), ``ref_log_probs`` ``(B, T)`` the
+    reference's log-probs of the sampled tokens, ``rewards`` ``(B, T)`` the token rewards;
+    ``texts`` are the prompts and ``responses`` the decoded responses.
     """
 
     texts: list[str]
@@ -545,6 +548,10 @@ def sample_and_score(
 ) -> ScoredResponses:
     """Steps 1 and 2 of an iteration: sample ``config.batch_size`` responses, score and reward them.
 
+    An outcome task's exact match goes on each response's last token; a task with process rewards
+    (:meth:`~gaebook.lm.tasks.Task.step_rewards` not ``None``) puts each step's reward on the token
+    of that step instead, and its exact match only counts as ``correct``.
+
     ``generator`` draws the prompts, ``sampling_generator`` (``generator`` if ``None``) the
     responses. ``kl_coef`` is the ``β`` of the rewards: ``config.kl_coef`` if ``None``, or a
     floating 0-d tensor on the policy's device (the adaptive controller's). ``scorer`` (a
@@ -560,14 +567,46 @@ def sample_and_score(
     max_new = config.max_new_tokens or task.max_new_tokens
     sampler = generator if sampling_generator is None else sampling_generator
     s = sample(policy, prompts, max_new_tokens=max_new, generator=sampler, temperature=config.temperature)
-    responses = [tok.decode(t) for t in s.tokens.cpu()]
+    host_tokens = s.tokens.cpu()  # one read back: the task scores text
+    responses = [tok.decode(t) for t in host_tokens]
     correct = task.reward(texts, responses).to(device)
+    host_steps = _step_rewards(task, texts, host_tokens, tok)
+    if host_steps is not None and scorer is not None:
+        raise ValueError(f"scorer replaces an outcome task's exact match; {type(task).__name__} has process rewards")
+    steps = None if host_steps is None else host_steps.to(device)
+    # an outcome task's score goes on the last token; a process task's rewards on the tokens they reward
     score = correct if scorer is None else scorer(prompts, s)
-    scores = truncation_penalty(score, s.truncated, config.truncation_penalty)
+    outcome = score if steps is None else torch.zeros_like(correct)
+    scores = truncation_penalty(outcome, s.truncated, config.truncation_penalty)
     ref_log_probs, _ = sequence_log_probs(reference, prompts, s.tokens, temperature=config.temperature)
     kl = kl_penalty(s.log_probs, ref_log_probs, estimator=config.kl_estimator).masked_fill(~s.mask, 0.0)
-    rewards = token_rewards(scores, s.mask, kl, kl_coef=config.kl_coef if kl_coef is None else kl_coef)
+    beta = config.kl_coef if kl_coef is None else kl_coef
+    rewards = token_rewards(scores, s.mask, kl, kl_coef=beta, step_rewards=steps)
+    if steps is not None:
+        scores = scores + steps.sum(1)
     return ScoredResponses(texts, responses, prompts, s, correct, scores, ref_log_probs, rewards)
+
+
+def _step_rewards(task: Task, texts: Sequence[str], tokens: Tensor, tok: CharTokenizer) -> Tensor | None:
+    """The task's process rewards as float ``(B, T)`` on the CPU, each on its token; ``None`` if it has none.
+
+    ``tokens`` are the sampled responses, long ``(B, T)`` on the CPU; a response's steps are its
+    tokens before its first EOS.
+    """
+    rows = tokens.tolist()
+    steps = [[tok.token_name(i) for i in row[: row.index(tok.EOS) if tok.EOS in row else len(row)]] for row in rows]
+    rewards = task.step_rewards(texts, steps)
+    if rewards is None:
+        return None
+    if len(rewards) != len(steps) or any(len(r) != len(st) for r, st in zip(rewards, steps, strict=False)):
+        raise ValueError(
+            f"{type(task).__name__}.step_rewards must return one list per response and one reward per step "
+            f"(token before EOS); got lengths {[len(r) for r in rewards]} for {[len(st) for st in steps]}"
+        )
+    out = torch.zeros(tokens.shape, dtype=torch.float32)
+    for i, r in enumerate(rewards):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.float32)
+    return out
 
 
 def _pretrain_critic(

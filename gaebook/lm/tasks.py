@@ -11,6 +11,8 @@ answers is corrupted, so that the pretrained policy starts imperfect and RL has 
 * :class:`BalancedParens`: close every open parenthesis of a prefix; the answer's length is the
   prefix's depth, so response lengths vary (EOS, masks, length-adaptive λ).
 * :class:`Addition`: ``a+b=`` with its sum, the task of chapter 1.
+* :class:`CopyDigits`: copy a string of digits, with a **process reward**: each digit is rewarded
+  on the token that wrote it (:meth:`Task.step_rewards`), not once for the whole response.
 
 **Randomness.** A call of :meth:`Task.prompts` or :meth:`Task.demonstrations` draws everything
 it needs as one batch of uniforms on the generator's device and reads them back at once: one
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Addition", "BalancedParens", "CreditProbe", "Task"]
+__all__ = ["Addition", "BalancedParens", "CopyDigits", "CreditProbe", "Task"]
 
 
 def _uniforms(n: int, k: int, generator: torch.Generator) -> list[list[float]]:
@@ -104,6 +106,18 @@ class Task(ABC):
         if len(prompts) != len(responses):
             raise ValueError(f"prompts ({len(prompts)}) and responses ({len(responses)}) differ in length")
         return torch.tensor([float(r == self.answer(p)) for p, r in zip(prompts, responses, strict=True)])
+
+    def step_rewards(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]] | None:
+        """Process rewards: for each response, one reward per step; ``None`` for an outcome-only task.
+
+        ``steps[i]`` are the tokens of the response to ``prompts[i]`` before its EOS, each written
+        as its text (a character of the alphabet, or a special token's name such as ``"<pad>"``).
+        ``None``, the default, means that the task rewards only whole responses: :meth:`reward`'s
+        exact match, given on the response's last token. A task that returns lists rewards each
+        step on the token that took it, and its :meth:`reward` then only measures accuracy
+        (:func:`gaebook.lm.ppo.sample_and_score`).
+        """
+        return None
 
 
 class CreditProbe(Task):
@@ -194,3 +208,50 @@ class Addition(Task):
     def corrupt(self, prompt: str, answer: str, u: Sequence[float]) -> str:
         value = int(answer) + (1 if int(answer) == 0 or u[0] < 0.5 else -1)
         return str(value)
+
+
+class CopyDigits(Task):
+    """Copy ``n_digits`` digits, rewarded digit by digit: prompt ``"4071="``, answer ``"4071"``.
+
+    A process-reward task: the ``i``-th token of a response earns ``1/n_digits`` if it is the
+    prompt's ``i``-th digit (:meth:`step_rewards`), so the rewards of a response sum to the fraction
+    of its digits copied right, and each token's reward depends on that token alone. A corrupted
+    demonstration changes each digit independently with probability 1/2 (and one digit if that
+    changed none), so the pretrained policy's mistakes fall anywhere in the answer.
+    """
+
+    alphabet = "0123456789="
+
+    def __init__(self, n_digits: int = 8) -> None:
+        _check_positive(n_digits=n_digits)
+        self.n_digits = n_digits
+        self.max_answer_len = n_digits
+        self.prompt_draws = n_digits
+        self.corrupt_draws = 2 * n_digits + 1  # per digit: change it?, to what; one place if none changed
+
+    def make_prompt(self, u: Sequence[float]) -> str:
+        return "".join(str(_pick(x, 0, 10)) for x in u) + "="
+
+    def answer(self, prompt: str) -> str:
+        return prompt[:-1]
+
+    def corrupt(self, prompt: str, answer: str, u: Sequence[float]) -> str:
+        n = len(answer)
+        changed = [u[2 * i] < 0.5 for i in range(n)]
+        if not any(changed):
+            changed[_pick(u[2 * n], 0, n)] = True
+        return "".join(
+            str((int(d) + _pick(u[2 * i + 1], 1, 10)) % 10) if c else d
+            for i, (d, c) in enumerate(zip(answer, changed, strict=True))
+        )
+
+    def step_rewards(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        """``1/n_digits`` for each step that is the right digit in the right place, else 0."""
+        if len(prompts) != len(steps):
+            raise ValueError(f"prompts ({len(prompts)}) and steps ({len(steps)}) differ in length")
+        share = 1.0 / self.n_digits
+        out = []
+        for prompt, response in zip(prompts, steps, strict=True):
+            answer = self.answer(prompt)
+            out.append([share if i < len(answer) and s == answer[i] else 0.0 for i, s in enumerate(response)])
+        return out

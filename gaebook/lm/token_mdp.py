@@ -138,8 +138,17 @@ def truncation_penalty(scores: Tensor, truncated: Tensor, penalty: float) -> Ten
     return scores - penalty * truncated.to(scores.dtype)
 
 
-def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_coef: float | Tensor = 0.0) -> Tensor:
-    """Per-token rewards ``r_t = −β·KL_t + [t = last valid token]·score``, zero at masked positions.
+def token_rewards(
+    scores: Tensor,
+    mask: Tensor,
+    kl: Tensor | None = None,
+    *,
+    kl_coef: float | Tensor = 0.0,
+    step_rewards: Tensor | None = None,
+) -> Tensor:
+    """Per-token rewards ``r_t = −β·KL_t + [t = last valid token]·score + p_t``, zero at masked positions.
+
+    ``p_t`` are process rewards, given where the step they reward happens (0 without them).
 
     The score goes on the **last valid token** (the EOS, or the last token of a truncated
     response): that action completed the response. TRL's ``PPOTrainer`` (last shipped in TRL
@@ -155,6 +164,8 @@ def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_
             ``estimator="k1"``, the one whose policy gradient in the reward is the KL's).
         kl_coef: ``β ≥ 0``, a number or a floating 0-d tensor on ``scores``' device (the
             adaptive controller's; not read back, so its sign is not checked).
+        step_rewards: optional floating ``(B, T)``, the process rewards ``p_t`` of each token
+            (:meth:`gaebook.lm.tasks.Task.step_rewards`); masked positions are dropped.
 
     Returns:
         ``(B, T)`` in the dtype of ``scores``.
@@ -172,6 +183,10 @@ def token_rewards(scores: Tensor, mask: Tensor, kl: Tensor | None = None, *, kl_
         _check("kl", kl, ndim=2)
         _check_same_shape(mask=mask, kl=kl)
         rewards = rewards - kl_coef * kl.to(scores.dtype)
+    if step_rewards is not None:
+        _check("step_rewards", step_rewards, ndim=2)
+        _check_same_shape(mask=mask, step_rewards=step_rewards)
+        rewards = rewards + step_rewards.to(scores.dtype)
     rewards = rewards.masked_fill(~mask, 0.0)
     return rewards.scatter_add(1, last_valid_index(mask).unsqueeze(1), scores.unsqueeze(1))
 

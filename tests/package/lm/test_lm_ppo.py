@@ -21,7 +21,7 @@ from gaebook.lm.ppo import (
     register_advantage_estimator,
     sample_and_score,
 )
-from gaebook.lm.tasks import CreditProbe
+from gaebook.lm.tasks import CopyDigits, CreditProbe
 from gaebook.lm.tinygpt import CharTokenizer, TinyGPT, ValueModel, frozen_copy, pretrain
 from gaebook.ppo import ppo_loss
 
@@ -120,6 +120,57 @@ def test_sample_and_score_rewards(pretrained):
     torch.testing.assert_close(r.scores, r.correct - 2.0 * r.samples.truncated.float())
     # the policy is its own reference: no KL, so the rewards are the scores on the last tokens
     torch.testing.assert_close(r.rewards.sum(1), r.scores)
+
+
+def test_a_process_task_rewards_each_step_on_its_own_token():
+    task = CopyDigits(3)
+    tok = CharTokenizer(task.alphabet)
+    torch.manual_seed(0)
+    # untrained: it writes any token, special tokens too
+    policy = TinyGPT(tok.vocab_size, max_len=12, d_model=16, n_layers=1, n_heads=2)
+    config = LMPPOConfig(n_prompts=64, kl_coef=0.5, truncation_penalty=2.0, max_new_tokens=5)
+    r = sample_and_score(policy, frozen_copy(policy), task, tok, config, generator=torch.Generator().manual_seed(1))
+    mask = r.samples.mask
+    assert r.samples.truncated.any() and (~r.samples.truncated).any()
+    expected = torch.zeros_like(r.rewards)
+    for i, (prompt, row) in enumerate(zip(r.texts, r.samples.tokens.tolist(), strict=True)):
+        n = int(mask[i].sum()) - int(not r.samples.truncated[i])  # the steps: tokens before EOS
+        for t, token in enumerate(row[:n]):
+            expected[i, t] = 1 / 3 if t < 3 and tok.token_name(token) == prompt[t] else 0.0  # prompt: 3 digits, '='
+        expected[i, int(mask[i].sum()) - 1] -= 2.0 * float(r.samples.truncated[i])
+    assert (expected > 0).any(), "some digits should be right by chance"
+    # the policy is its own reference: no KL, so the rewards are the steps' and the truncation penalty
+    torch.testing.assert_close(r.rewards, expected)
+    torch.testing.assert_close(r.scores, expected.sum(1))
+    torch.testing.assert_close(r.correct, task.reward(r.texts, r.responses))
+
+
+def test_a_process_task_must_reward_every_step():
+    class OneShort(CopyDigits):
+        def step_rewards(self, prompts, steps):
+            return [r[:-1] for r in super().step_rewards(prompts, steps)]
+
+    task = OneShort(2)
+    tok = CharTokenizer(task.alphabet)
+    policy = TinyGPT(tok.vocab_size, max_len=8, d_model=8, n_layers=1, n_heads=1)
+    config = LMPPOConfig(n_prompts=4, max_new_tokens=3)
+    with pytest.raises(ValueError, match=r"OneShort.step_rewards must return .* one reward per step"):
+        sample_and_score(policy, policy, task, tok, config, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_scorer_cannot_replace_process_rewards():
+    task = CopyDigits(2)
+    tok = CharTokenizer(task.alphabet)
+    policy = TinyGPT(tok.vocab_size, max_len=8, d_model=8, n_layers=1, n_heads=1)
+    config = LMPPOConfig(n_prompts=4, max_new_tokens=3)
+
+    def scorer(prompts, samples):
+        return torch.zeros(samples.tokens.shape[0])
+
+    with pytest.raises(
+        ValueError, match="scorer replaces an outcome task's exact match; CopyDigits has process rewards"
+    ):
+        sample_and_score(policy, policy, task, tok, config, generator=torch.Generator().manual_seed(0), scorer=scorer)
 
 
 def test_bad_config():

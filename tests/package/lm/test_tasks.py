@@ -10,11 +10,11 @@ import torch
 from host_traffic import host_traffic
 
 from gaebook import gae
-from gaebook.lm.tasks import Addition, BalancedParens, CreditProbe, Task
+from gaebook.lm.tasks import Addition, BalancedParens, CopyDigits, CreditProbe, Task
 from gaebook.lm.tinygpt import CharTokenizer
 from gaebook.profiling import dispatched_ops
 
-TASKS = [CreditProbe(5), BalancedParens(6, 3), Addition(20)]
+TASKS = [CreditProbe(5), BalancedParens(6, 3), Addition(20), CopyDigits(5)]
 
 
 def balanced(s: str) -> bool:
@@ -38,6 +38,26 @@ def test_answers_by_hand():
     assert CreditProbe(3).answer("7") == "7..."
     assert BalancedParens().answer("(()((|") == ")))"
     assert Addition().answer("12+7=") == "19"
+    assert CopyDigits(4).answer("4071=") == "4071"
+
+
+def test_copy_digits_rewards_each_digit_on_its_own_step():
+    task = CopyDigits(4)
+    steps = [list("4071"), list("4171"), ["4", "<pad>", "7", "1", "5"], [], list("40")]
+    rewards = task.step_rewards(["4071="] * 5, steps)
+    assert rewards == [[0.25] * 4, [0.25, 0.0, 0.25, 0.25], [0.25, 0.0, 0.25, 0.25, 0.0], [], [0.25, 0.25]]
+    # the outcome tasks reward only whole responses
+    assert all(t.step_rewards(["1"], [["1"]]) is None for t in TASKS if not isinstance(t, CopyDigits))
+
+
+def test_copy_digits_demonstrations_are_wrong_digit_by_digit():
+    task = CopyDigits(6)
+    demos = task.demonstrations(2000, corruption=1.0, generator=torch.Generator().manual_seed(4))
+    wrong = torch.tensor([[a != b for a, b in zip(d[:6], d[7:], strict=True)] for d in demos]).float()
+    assert (wrong.sum(1) >= 1).all(), "a corrupted demonstration has at least one wrong digit"
+    # each digit independently with probability 1/2, one more where none was changed: 1/2 + 2^-6/6 per place
+    assert torch.allclose(wrong.mean(0), torch.full((6,), 0.5 + 2**-6 / 6), atol=0.04)
+    assert len({tuple(row.tolist()) for row in wrong}) > 50, "mistakes fall anywhere in the answer"
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: type(t).__name__)
@@ -96,6 +116,10 @@ def test_bad_input():
         Addition().prompts(0, generator=g)
     with pytest.raises(ValueError, match="differ in length"):
         Addition().reward(["1+1="], [])
+    with pytest.raises(ValueError, match="n_digits"):
+        CopyDigits(0)
+    with pytest.raises(ValueError, match=r"prompts \(1\) and steps \(0\) differ in length"):
+        CopyDigits(2).step_rewards(["12="], [])
 
 
 def test_balanced_parens_draws_every_depth_and_number_of_pairs():

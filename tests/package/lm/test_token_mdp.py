@@ -87,6 +87,14 @@ def test_a_tensor_kl_coef_gives_the_rewards_of_the_same_number():
     )
 
 
+def test_step_rewards_land_on_their_tokens_and_padding_drops_them():
+    mask = prefix_mask([3, 1], 3)
+    steps = torch.tensor([[0.5, 0.0, 0.25], [1.0, 7.0, 7.0]])  # the 7s are past the second response's end
+    kl = torch.full((2, 3), 0.1)
+    rewards = token_rewards(torch.tensor([2.0, -1.0]), mask, kl, kl_coef=0.5, step_rewards=steps)
+    torch.testing.assert_close(rewards, torch.tensor([[0.45, -0.05, 2.2], [-0.05, 0.0, 0.0]]))
+
+
 def test_last_valid_index_of_a_gappy_mask():
     mask = torch.tensor([[True, False, True, False], [False, False, False, False], [True, True, True, True]])
     assert last_valid_index(mask).tolist() == [2, 0, 3]
@@ -158,6 +166,10 @@ def test_bad_input():
         token_rewards(torch.zeros(3), mask)
     with pytest.raises(ValueError, match="kl_coef"):
         token_rewards(torch.zeros(2), mask, x, kl_coef=-1.0)
+    with pytest.raises(ValueError, match=r"step_rewards has shape \(2, 4\)"):
+        token_rewards(torch.zeros(2), mask, step_rewards=torch.zeros(2, 4))
+    with pytest.raises(TypeError, match="step_rewards must be a floating tensor"):
+        token_rewards(torch.zeros(2), mask, step_rewards=torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="kl_coef must have 0 dimensions"):
         token_rewards(torch.zeros(2), mask, x, kl_coef=torch.ones(2))
     with pytest.raises(TypeError, match="scores must be a floating tensor"):

@@ -12,9 +12,11 @@ The advantage estimators are re-exported here; the other modules are imported by
   vector environments (``envs.gymnasium``) and reward scaling (``envs.wrappers``);
 * language models: the subpackage ``lm``: the token-level MDP (``lm.token_mdp``), tasks with exact
   rewards (``lm.tasks``), a tiny transformer (``lm.tinygpt``) and PPO for it (``lm.ppo``);
-* ``plotting``: the book's figure helpers.
+* ``plotting``: the book's figure helpers; ``glue``: a chapter's values recorded for its text, with
+  or without myst-nb.
 """
 
+from gaebook.__about__ import __version__ as __version__
 from gaebook.advantages import (
     discounted_returns,
     gae,
@@ -34,4 +36,3 @@ __all__ = [
     "nstep_advantages",
     "td_residuals",
 ]
-__version__ = "0.1.0"

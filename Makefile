@@ -102,14 +102,15 @@ package: $(STAMP)
 
 # Colab's package set (tools/colab/pip-freeze.txt, from googlecolab/backend-info) on Colab's Python: the
 # packages of that set that the chapters' install touches, at Colab's versions (torch from PyPI: Colab's
-# is the same version's CPU build from PyTorch's own index), built once into COLAB_BASE.
+# is the same version's CPU build from PyTorch's own index), built once into COLAB_BASE, a cache outside
+# the checkout named for the two files it is made from, so that a fresh clone reuses it.
 # `make colab-install` (in make test) copies it, installs the gaebook wheel from dist/ as the chapters'
 # install cells do (every chapter's extras at once), lists every package the install changed (failing on
 # any change of Colab's kernel stack or a downgrade of torch, numpy, matplotlib, scipy, Sphinx, docutils)
 # and imports every chapter's imports there. `make colab` then executes every chapter alone in an
 # empty folder under that environment's kernel (the weekly run; not in make test).
 COLAB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
-COLAB_BASE := .venv-colab-base
+COLAB_BASE ?= $(HOME)/.cache/gaebook-colab/$(shell cat tools/colab/pip-freeze.txt pyproject.toml | sha256sum | cut -c1-16)
 COLAB_VENV := .venv-colab
 COLAB_DIR := _build/colab
 COLAB_STAMP := $(COLAB_BASE)/.installed
@@ -130,7 +131,7 @@ $(COLAB_STAMP): tools/colab/pip-freeze.txt pyproject.toml | package
 
 colab-install: $(STAMP) package $(COLAB_STAMP)
 	rm -rf $(COLAB_VENV) $(COLAB_DIR)/empty && mkdir -p $(COLAB_DIR)/empty
-	cp -al $(COLAB_BASE) $(COLAB_VENV)  # hard links: pip replaces files, never writes into them
+	cp -al $(COLAB_BASE) $(COLAB_VENV) || cp -a $(COLAB_BASE) $(COLAB_VENV)  # hard links where it can: pip replaces files, never writes into them
 	$(COLAB_VENV)/bin/python -m pip freeze --all > $(COLAB_DIR)/before.txt
 	$(COLAB_VENV)/bin/python -m pip install --find-links dist $(COLAB_REQUIREMENT) > $(COLAB_DIR)/install.log
 	$(COLAB_VENV)/bin/python -m pip freeze --all > $(COLAB_DIR)/after.txt
@@ -167,4 +168,4 @@ gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
 
 clean:
-	rm -rf _build dist $(VENV) $(FLOORS_VENV) $(COLAB_BASE) $(COLAB_VENV)
+	rm -rf _build dist $(VENV) $(FLOORS_VENV) $(COLAB_VENV)

@@ -103,14 +103,15 @@ package: $(STAMP)
 # Colab's package set (tools/colab/pip-freeze.txt, from googlecolab/backend-info) on Colab's Python: the
 # packages of that set that the chapters' install touches, at Colab's versions (torch from PyPI: Colab's
 # is the same version's CPU build from PyTorch's own index), built once into COLAB_BASE, a cache outside
-# the checkout named for the two files it is made from, so that a fresh clone reuses it.
+# the checkout named for what it is made from (Colab's set, gaebook's requirements), so that a fresh
+# clone reuses it.
 # `make colab-install` (in make test) copies it, installs the gaebook wheel from dist/ as the chapters'
 # install cells do (every chapter's extras at once), lists every package the install changed (failing on
 # any change of Colab's kernel stack or a downgrade of torch, numpy, matplotlib, scipy, Sphinx, docutils)
 # and imports every chapter's imports there. `make colab` then executes every chapter alone in an
 # empty folder under that environment's kernel (the weekly run; not in make test).
 COLAB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
-COLAB_BASE ?= $(HOME)/.cache/gaebook-colab/$(shell cat tools/colab/pip-freeze.txt pyproject.toml | sha256sum | cut -c1-16)
+COLAB_BASE ?= $(HOME)/.cache/gaebook-colab/$(shell $(BIN)/python tools/colab/check.py key)
 COLAB_VENV := .venv-colab
 COLAB_DIR := _build/colab
 COLAB_STAMP := $(COLAB_BASE)/.installed
@@ -118,7 +119,7 @@ COLAB_CHECK := $(BIN)/python tools/colab/check.py
 COLAB_PIP := -m pip install -q --find-links dist
 COLAB_REQUIREMENT = "$$($(COLAB_CHECK) requirement $(VERSION))"
 
-$(COLAB_STAMP): tools/colab/pip-freeze.txt pyproject.toml | package
+$(COLAB_STAMP): | package
 	rm -rf $(COLAB_BASE) && mkdir -p $(COLAB_DIR)
 	$(COLAB_PYTHON) -m venv $(COLAB_BASE)
 	$(COLAB_CHECK) constraints > $(COLAB_DIR)/constraints.txt

@@ -115,3 +115,12 @@ def test_the_imports_script_imports_what_every_chapter_imports():
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.Import | ast.ImportFrom):
                     assert ast.unparse(node) in script.splitlines(), (path.name, ast.unparse(node))
+
+
+def test_the_environment_key_follows_colabs_set_and_gaebooks_requirements(monkeypatch, tmp_path):
+    first = check.key()
+    assert re.fullmatch(r"[0-9a-f]{16}", first) and check.key() == first
+    freeze = tmp_path / "pip-freeze.txt"
+    freeze.write_text(check.FREEZE.read_text().replace("numpy==2.1.3", "numpy==2.2.0"))
+    monkeypatch.setattr(check, "FREEZE", freeze)
+    assert check.key() != first

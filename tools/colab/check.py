@@ -2,6 +2,8 @@
 
 ``make colab-install`` and ``make colab`` drive it (see the Makefile); its commands:
 
+* ``key``: a name for the environment built from Colab's set and gaebook's requirements, which changes
+  when either does (not when any other part of pyproject.toml does).
 * ``constraints``: Colab's versions (pip-freeze.txt beside this file) as a pip constraints file. A
   package Colab installed from a URL is pinned at that wheel's version, without its local label:
   PyPI's ``torch==2.11.0`` stands for Colab's ``torch 2.11.0+cpu`` build from PyTorch's own index.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import re
 import sys
@@ -94,6 +97,14 @@ def base(report: dict | None) -> list[str]:
     if missing:
         raise SystemExit(f"not in Colab's package set ({FREEZE.name}): {missing}")
     return [f"{name}=={public(colab[name])}" for name in sorted(names) if not CUDA.match(name)]
+
+
+def key() -> str:
+    import tomllib  # Python 3.11: the tools run on the project's virtualenv
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = json.dumps([project["dependencies"], project["optional-dependencies"]], sort_keys=True)
+    return hashlib.sha256(FREEZE.read_bytes() + requirements.encode()).hexdigest()[:16]
 
 
 def notebooks() -> list[Path]:
@@ -198,6 +209,7 @@ def execute(paths: list[Path], timeout: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("key")
     sub.add_parser("constraints")
     sub.add_parser("base").add_argument("report", type=Path, nargs="?")
     sub.add_parser("requirement").add_argument("version")
@@ -209,7 +221,9 @@ def main() -> None:
     e.add_argument("notebooks", type=Path, nargs="+")
     e.add_argument("--timeout", type=int, default=900)
     args = parser.parse_args()
-    if args.command == "constraints":
+    if args.command == "key":
+        print(key())
+    elif args.command == "constraints":
         print("\n".join(constraints()))
     elif args.command == "base":
         print("\n".join(base(json.loads(args.report.read_text()) if args.report else None)))

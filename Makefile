@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
 	texlive-lang-chinese latexmk xindy fonts-freefont-otf fonts-wqy-microhei poppler-utils
 
-.PHONY: book book-cached student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site unit bench floors notebooks lint typecheck gpu-check clean
+.PHONY: book book-cached student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site unit bench floors notebooks lint typecheck package colab colab-install gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -140,6 +140,7 @@ test-checks: $(STAMP)
 	$(MAKE) --no-print-directory actionlint
 	$(MAKE) --no-print-directory typecheck
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory colab-install
 
 test-site: $(STAMP) browser-deps axe-deps
 	status=0; $(MAKE) --no-print-directory notebooks || status=1; \
@@ -148,6 +149,58 @@ test-site: $(STAMP) browser-deps axe-deps
 		$(MAKE) --no-print-directory browser || status=1; \
 	else status=1; fi; \
 	exit $$status
+
+# The sdist and the wheel of gaebook in dist/, as a release publishes them to PyPI, checked as PyPI reads
+# them. The version is set once, in gaebook/__about__.py.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gaebook/__about__.py)
+package: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+# Colab's package set (tools/colab/pip-freeze.txt, from googlecolab/backend-info) on Colab's Python: the
+# packages of that set that the chapters' install touches, at Colab's versions (torch from PyPI: Colab's
+# is the same version's CPU build from PyTorch's own index), built once into COLAB_BASE, a cache outside
+# the checkout named for what it is made from (Colab's set, gaebook's requirements), so that a fresh
+# clone reuses it.
+# `make colab-install` (in make test) copies it, installs the gaebook wheel from dist/ as the chapters'
+# install cells do (every chapter's extras at once), lists every package the install changed (failing on
+# any change of Colab's kernel stack or a downgrade of torch, numpy, matplotlib, scipy, Sphinx, docutils)
+# and imports every chapter's imports there. `make colab` then executes every chapter alone in an
+# empty folder under that environment's kernel (the weekly run; not in make test).
+COLAB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
+COLAB_BASE ?= $(HOME)/.cache/gaebook-colab/$(shell $(BIN)/python tools/colab/check.py key)
+COLAB_VENV := .venv-colab
+COLAB_DIR := _build/colab
+COLAB_STAMP := $(COLAB_BASE)/.installed
+COLAB_CHECK := $(BIN)/python tools/colab/check.py
+COLAB_PIP := -m pip install -q --find-links dist
+COLAB_REQUIREMENT = "$$($(COLAB_CHECK) requirement $(VERSION))"
+
+$(COLAB_STAMP): | package
+	rm -rf $(COLAB_BASE) && mkdir -p $(COLAB_DIR)
+	$(COLAB_PYTHON) -m venv $(COLAB_BASE)
+	$(COLAB_CHECK) constraints > $(COLAB_DIR)/constraints.txt
+	$(COLAB_CHECK) base > $(COLAB_DIR)/base.txt
+	$(COLAB_BASE)/bin/python $(COLAB_PIP) -c $(COLAB_DIR)/constraints.txt -r $(COLAB_DIR)/base.txt
+	$(COLAB_BASE)/bin/python $(COLAB_PIP) --dry-run --report $(COLAB_DIR)/report.json $(COLAB_REQUIREMENT)
+	$(COLAB_CHECK) base $(COLAB_DIR)/report.json > $(COLAB_DIR)/base.txt
+	$(COLAB_BASE)/bin/python $(COLAB_PIP) -c $(COLAB_DIR)/constraints.txt -r $(COLAB_DIR)/base.txt
+	touch $@
+
+colab-install: $(STAMP) package $(COLAB_STAMP)
+	rm -rf $(COLAB_VENV) $(COLAB_DIR)/empty && mkdir -p $(COLAB_DIR)/empty
+	cp -al $(COLAB_BASE) $(COLAB_VENV) || cp -a $(COLAB_BASE) $(COLAB_VENV)  # hard links where it can: pip replaces files, never writes into them
+	$(COLAB_VENV)/bin/python -m pip freeze --all > $(COLAB_DIR)/before.txt
+	$(COLAB_VENV)/bin/python -m pip install --find-links dist $(COLAB_REQUIREMENT) > $(COLAB_DIR)/install.log
+	$(COLAB_VENV)/bin/python -m pip freeze --all > $(COLAB_DIR)/after.txt
+	$(COLAB_CHECK) diff $(COLAB_DIR)/before.txt $(COLAB_DIR)/after.txt
+	$(COLAB_CHECK) imports > $(COLAB_DIR)/imports.py
+	cd $(COLAB_DIR)/empty && env -u PYTHONPATH $(abspath $(COLAB_VENV))/bin/python ../imports.py
+
+colab: colab-install
+	cd $(COLAB_DIR)/empty && env -u PYTHONPATH OMP_NUM_THREADS=1 $(abspath $(COLAB_VENV))/bin/python \
+		$(abspath tools/colab/check.py) execute --timeout $(NB_TIMEOUT) $(abspath $(NOTEBOOKS))
 
 # The speed benchmarks (never part of make test: timings are not tests). Each prints its table
 # and whether its targets hold; the exit status is non-zero if any benchmark missed a target.
@@ -174,4 +227,4 @@ gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
 
 clean:
-	rm -rf _build $(VENV) $(FLOORS_VENV) node_modules
+	rm -rf _build dist $(VENV) $(FLOORS_VENV) $(COLAB_VENV) node_modules

@@ -12,11 +12,13 @@ The advantage estimators are re-exported here; the other modules are imported by
   vector environments (``envs.gymnasium``) and reward scaling (``envs.wrappers``);
 * language models: the subpackage ``lm``: the token-level MDP (``lm.token_mdp``), tasks with exact
   rewards (``lm.tasks``), a tiny transformer (``lm.tinygpt``) and PPO for it (``lm.ppo``);
-* ``plotting``: the book's figure helpers;
+* ``plotting``: the book's figure helpers; ``glue``: a chapter's values recorded for its text, with
+  or without myst-nb;
 * self-checking exercises: the subpackage ``exercises``, checkers that run a reader's own estimator on
   hidden cases and name the known bug it makes (``exercises.checks``), and those bugs (``exercises.bugs``).
 """
 
+from gaebook.__about__ import __version__ as __version__
 from gaebook.advantages import (
     discounted_returns,
     gae,
@@ -36,4 +38,3 @@ __all__ = [
     "nstep_advantages",
     "td_residuals",
 ]
-__version__ = "0.1.0"

@@ -19,18 +19,32 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def requirements(project: dict, extras: tuple[str, ...]) -> list[Requirement]:
+    """gaebook's requirements and those of ``extras``, an extra's ``gaebook[...]`` expanded in place."""
+    found = [Requirement(line) for line in project["dependencies"]]
+    todo = list(extras)
+    seen: set[str] = set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for req in map(Requirement, project["optional-dependencies"][extra]):
+            if req.name == project["name"]:
+                todo += sorted(req.extras)
+            else:
+                found.append(req)
+    return found
+
+
 def floors(extras: tuple[str, ...] = ("bench",)) -> list[str]:
     """``name==version`` for every requirement of gaebook and ``extras``, at its ``>=`` bound."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = list(project["dependencies"])
-    for extra in extras:
-        requirements += project["optional-dependencies"][extra]
     pins: dict[str, str] = {}
-    for line in requirements:
-        req = Requirement(line)
+    for req in requirements(project, extras):
         lower = [s.version for s in req.specifier if s.operator == ">="]
         if len(lower) != 1:
-            raise SystemExit(f"{line!r} in pyproject.toml has no single '>=' floor to test")
+            raise SystemExit(f"{req} in pyproject.toml has no single '>=' floor to test")
         pins[req.name] = lower[0]
     return [f"{name}=={version}" for name, version in sorted(pins.items())]
 

@@ -1,6 +1,6 @@
 """What every chapter gives a reader: exercises with hidden solutions at its end, and code that
-runs on its own in Colab or Binder, where only its install cell's ``pip install gaebook[book]`` (with
-the ``llm`` extra for the chapters that run the language-model stack) has been done."""
+runs on its own in Colab or Binder, where only its install cell's ``pip install gaebook[notebook]`` (with
+the extras of the libraries the chapter runs: ``sb3``, ``hf``, ``trl``, ``verl``) has been done."""
 
 from __future__ import annotations
 
@@ -74,17 +74,22 @@ def test_exercise_labels_are_unique_across_the_book():
 def installed_with(extras: tuple[str, ...]) -> set[str]:
     """The top-level modules that ``pip install gaebook[<extras>]`` brings, with their dependencies.
 
-    The first level comes from pyproject.toml (what Colab installs from the repository); the rest
-    from the installed packages' metadata.
+    The first level comes from pyproject.toml (what Colab installs), an extra's ``gaebook[...]``
+    expanded there too; the rest from the installed packages' metadata.
     """
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     todo = [Requirement(r) for r in project["dependencies"]]
-    for extra in extras:
-        todo += [Requirement(r) for r in project["optional-dependencies"][extra]]
+    todo.append(Requirement(f"{project['name']}[{','.join(extras)}]"))
     dists: set[str] = set()
+    own_extras: set[str] = set()
     while todo:
         req = todo.pop()
         name = canonicalize_name(req.name)
+        if name == project["name"]:
+            for extra in req.extras - own_extras:
+                own_extras.add(extra)
+                todo += [Requirement(r) for r in project["optional-dependencies"][extra]]
+            continue
         if name in dists:
             continue
         dists.add(name)
@@ -92,8 +97,8 @@ def installed_with(extras: tuple[str, ...]) -> set[str]:
             children = [Requirement(r) for r in requires(req.name) or []]
         except PackageNotFoundError:
             continue  # not installed here: nothing a chapter could import
-        extras = req.extras | {""}
-        todo += [c for c in children if c.marker is None or any(c.marker.evaluate({"extra": e}) for e in extras)]
+        wanted = req.extras | {""}
+        todo += [c for c in children if c.marker is None or any(c.marker.evaluate({"extra": e}) for e in wanted)]
     return {
         module
         for module, owners in packages_distributions().items()
@@ -115,9 +120,9 @@ def test_the_chapter_imports_only_what_its_install_cell_brings(path):
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
     assert imported <= available, f"not installed by gaebook[{','.join(extras)}]: {sorted(imported - available)}"
-    if "llm" in extras:  # the language-model stack is large: a chapter installs it only to run it
-        only_llm = installed_with(("book", "llm")) - installed_with(("book",))
-        assert imported & only_llm, "the install cell brings the llm extra, but the chapter imports nothing of it"
+    for extra in extras[1:]:  # beyond the notebook extra, a chapter installs a library only to run it
+        only_this = installed_with(extras) - installed_with(tuple(e for e in extras if e != extra))
+        assert imported & only_this, f"the install cell brings the {extra} extra, but the chapter imports nothing of it"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

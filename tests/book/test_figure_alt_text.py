@@ -30,8 +30,11 @@ MIN_ALT_WORDS = 8
 
 
 def parse(source: str) -> ast.Module:
-    """A cell's code, with IPython's magics and shell escapes (``%…``, ``!…``) blanked."""
-    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    """A cell's code, with IPython's magics and shell escapes (``%…``, ``!…``) made ``pass`` at their indent."""
+    lines = [
+        line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+        for line in source.splitlines()
+    ]
     return ast.parse("\n".join(lines))
 
 
@@ -74,6 +77,7 @@ def test_the_definition_finds_the_figures():
         "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([1, 2])\nplt.show()": True,
         "from matplotlib import pyplot\npyplot.plot([1, 2])": True,
         "import matplotlib.pyplot as plt\n%matplotlib inline\nplt.hist([1, 2])": True,
+        'import sys\nif "google.colab" in sys.modules:\n    %pip install "gaebook[notebook]==0.1.0"': False,
         "fig.savefig('out.png')": True,
         "import matplotlib.pyplot as plt\ncmap = plt.get_cmap('viridis')": False,
         "x = [1, 2]\nx.sort()\nprint(x)": False,

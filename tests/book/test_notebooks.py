@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+
+import gaebook
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -18,28 +21,46 @@ def toc_files() -> list[str]:
     return [TOC["root"]] + [entry["file"] for part in TOC["parts"] for entry in part["chapters"]]
 
 
-# The extras a chapter's install cell may bring: the book's, and with it the language-model stack
-# (transformers, TRL, verl) for the chapters that run it.
-INSTALL_EXTRAS = ("book", "book,llm")
+# What a chapter's install cell may bring: the chapter's own needs (the notebook extra) and the extras of
+# the libraries it runs beside gaebook's, in this order (tests/book/test_chapters.py checks that the chapter
+# imports what each brings). Never the book extra: Jupyter Book and Sphinx have no place in Colab.
+INSTALL_EXTRAS = ("notebook", "sb3", "hf", "trl", "verl")
 
 
-def install_cell(extras: str = "book") -> str:
-    """The first code cell of every chapter, built from the repository URL in _config.yml."""
-    url = CONFIG["repository"]["url"].removeprefix("https://")
-    branch = CONFIG["repository"]["branch"]
-    return f"""# In Colab, install the book's package; anywhere else the checkout's own gaebook is used.
-import sys
+def install_cell(extras: str, version: str) -> str:
+    """The first code cell of every chapter."""
+    return (
+        "# In Colab, install the gaebook this book was built with, and the libraries this chapter runs; anywhere\n"
+        "# else the checkout's own gaebook is used. If Colab then asks to restart the session, do so and run the\n"
+        "# notebook again.\n"
+        "import sys\n"
+        "\n"
+        'if "google.colab" in sys.modules:\n'
+        f'    %pip install "gaebook[{extras}]=={version}"'
+    )
 
-if "google.colab" in sys.modules:
-    import subprocess
 
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "install", "-q",
-            "gaebook[{extras}] @ git+https://{url}@{branch}",
-        ],
-        check=True,
-    )"""
+INSTALL_CELL = re.compile(
+    re.escape(install_cell("EXTRAS", "VERSION"))
+    .replace("EXTRAS", r"(?P<extras>[\w,]+)")
+    .replace("VERSION", r'(?P<version>[^"]+)')
+)
+
+
+def install_extras(source: str) -> list[str]:
+    """The extras the install cell ``source`` installs, after checking the cell is the book's install cell.
+
+    It installs with IPython's ``%pip``, whose output Colab reads to offer a restart when the install
+    changed a module the session had imported, and pins the gaebook version this checkout is: a
+    notebook of an older edition gets the gaebook its text was executed with.
+    """
+    match = INSTALL_CELL.fullmatch(source)
+    assert match, f"not the book's install cell:\n{source}"
+    version = gaebook.__version__
+    assert match["version"] == version, f"the cell installs gaebook {match['version']}, not this checkout's {version}"
+    extras = match["extras"].split(",")
+    assert extras[0] == "notebook" and extras == sorted(set(extras), key=INSTALL_EXTRAS.index), extras
+    return extras
 
 
 def test_every_notebook_is_in_the_toc_and_every_entry_exists():
@@ -56,7 +77,7 @@ def test_notebook_is_stored_clean_and_colab_ready(path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     for cell in code:
         assert not cell.get("outputs") and cell.get("execution_count") is None, "stored outputs: clear them"
-    assert "".join(code[0]["source"]) in {install_cell(extras) for extras in INSTALL_EXTRAS}
+    install_extras("".join(code[0]["source"]))
     headings = [c for c in nb["cells"] if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("# ")]
     assert len(headings) == 1, "one title (H1) per chapter"
 
@@ -65,3 +86,18 @@ def test_launch_buttons_point_at_the_repository():
     assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
     assert CONFIG["launch_buttons"]["binderhub_url"]
     assert CONFIG["repository"]["branch"] == "main"
+
+
+def test_the_install_cell_check_rejects_what_breaks_colab():
+    good = install_cell("notebook,hf", gaebook.__version__)
+    assert install_extras(good) == ["notebook", "hf"]
+    for bad in (
+        install_cell("notebook,hf", "0.0.1"),  # another edition's gaebook
+        good.replace("%pip install", "%pip install -q"),  # pip's summary is what Colab reads
+        good.replace("%pip install", "!pip install"),
+        install_cell("book", gaebook.__version__),  # Jupyter Book and Sphinx in Colab
+        install_cell("hf,notebook", gaebook.__version__),
+        install_cell("notebook,hf,hf", gaebook.__version__),
+    ):
+        with pytest.raises(AssertionError):
+            install_extras(bad)

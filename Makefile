@@ -127,10 +127,11 @@ notebooks: $(STAMP)
 		$(NOTEBOOKS)
 
 # Every test, in two lanes that run side by side: the TeX Live install (while the notebooks run), the
-# static checks (lint, workflows, types) and the package's tests; and every notebook under nbval (on
-# both cores, executing each notebook once), the strict book build from their cache, the PDF from the
-# same cache, then the browser tests of the built site. The book is built even if a notebook failed, as
-# it would be on its own.
+# static checks (lint, workflows, types), the package's tests, the package built and installed into
+# Colab's package set; and every notebook under nbval (on both cores, executing each notebook once),
+# the strict book build from their cache, the PDF from the same cache, then the browser tests (axe-core
+# included) of the built site and of the student edition. The book is built even if a notebook failed,
+# as it would be on its own.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
 
@@ -147,6 +148,7 @@ test-site: $(STAMP) browser-deps axe-deps
 	if $(MAKE) --no-print-directory book-cached; then \
 		$(MAKE) --no-print-directory pdf || status=1; \
 		$(MAKE) --no-print-directory browser || status=1; \
+		$(MAKE) --no-print-directory student || status=1; \
 	else status=1; fi; \
 	exit $$status
 

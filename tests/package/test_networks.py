@@ -75,7 +75,9 @@ def test_policies_read_nothing_from_the_device(kwargs):
 def test_the_check_sees_the_reads_of_a_checked_normal():
     """The test above could fail: a validating Normal reads three values (mean, scale, action)."""
     mean = torch.zeros(4)
-    assert host_traffic(lambda: torch.distributions.Normal(mean, mean + 1).log_prob(mean))["reads"] == 3
+    # validate_args explicitly: a test that ran before may have switched the global default off
+    normal = lambda: torch.distributions.Normal(mean, mean + 1, validate_args=True).log_prob(mean)  # noqa: E731
+    assert host_traffic(normal)["reads"] == 3
 
 
 def test_bad_sizes_and_generator():

@@ -2,9 +2,10 @@
 not installed.
 
 `make floors` runs the package's tests at the lowest versions gaebook admits, without the llm
-extra (transformers, TRL, verl); the tests of the Hugging Face and verl bridges need it and are
-left out there. `make test` installs the extra, and tests/book/test_library_versions.py fails if
-any of its libraries is missing, so these tests cannot vanish from it unnoticed."""
+extra (transformers, TRL, verl); the tests of the Hugging Face and verl bridges and of the reward
+model (a Hugging Face backbone) need it and are left out there. `make test` installs the extra, and
+tests/book/test_library_versions.py fails if any of its libraries is missing, so these tests cannot
+vanish from it unnoticed."""
 
 from importlib.util import find_spec
 
@@ -12,6 +13,8 @@ import pytest
 import torch
 
 collect_ignore = [] if find_spec("transformers") and find_spec("verl") else ["test_hf.py", "test_verl.py"]
+if not find_spec("transformers"):  # the reward model's backbone is a Hugging Face model
+    collect_ignore.append("test_reward_model.py")
 
 
 @pytest.fixture(scope="module", autouse=True)

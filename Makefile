@@ -161,8 +161,8 @@ package: $(STAMP)
 # Colab's package set (tools/colab/pip-freeze.txt, from googlecolab/backend-info) on Colab's Python: the
 # packages of that set that the chapters' install touches, at Colab's versions (torch from PyPI: Colab's
 # is the same version's CPU build from PyTorch's own index), built once into COLAB_BASE, a cache outside
-# the checkout named for what it is made from (Colab's set, gaebook's requirements), so that a fresh
-# clone reuses it.
+# the checkout named for what it is made from (Colab's set, gaebook's requirements, the install cells'
+# own lines), so that a fresh clone reuses it.
 # `make colab-install` (in make test) copies it, installs the gaebook wheel from dist/ as the chapters'
 # install cells do (every chapter's extras at once, then the verl page's own install of verl), lists every package the install changed (failing on
 # any change of Colab's kernel stack or a downgrade of torch, numpy, matplotlib, scipy, Sphinx, docutils)

@@ -155,6 +155,11 @@ def test_the_imports_script_imports_what_every_chapter_imports():
 def test_the_environment_key_follows_colabs_set_and_gaebooks_requirements(monkeypatch, tmp_path):
     first = check.key()
     assert re.fullmatch(r"[0-9a-f]{16}", first) and check.key() == first
+    installs = check.installs
+    monkeypatch.setattr(check, "installs", lambda v: [*installs(v), ["--ignore-requires-python", "verl==0.9.2"]])
+    assert check.key() != first  # an install cell's own line
+    monkeypatch.setattr(check, "installs", installs)
+    assert check.key() == first
     freeze = tmp_path / "pip-freeze.txt"
     freeze.write_text(check.FREEZE.read_text().replace("numpy==2.1.3", "numpy==2.2.0"))
     monkeypatch.setattr(check, "FREEZE", freeze)

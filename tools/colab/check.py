@@ -2,8 +2,9 @@
 
 ``make colab-install`` and ``make colab`` drive it (see the Makefile); its commands:
 
-* ``key``: a name for the environment built from Colab's set and gaebook's requirements, which changes
-  when either does (not when any other part of pyproject.toml does).
+* ``key``: a name for the environment built from Colab's set, gaebook's requirements and the install
+  cells' own lines beside gaebook's, which changes when any of them does (not when any other part of
+  pyproject.toml does).
 * ``constraints``: Colab's versions (pip-freeze.txt beside this file) as a pip constraints file. A
   package Colab installed from a URL is pinned at that wheel's version, without its local label:
   PyPI's ``torch==2.11.0`` stands for Colab's ``torch 2.11.0+cpu`` build from PyTorch's own index.
@@ -105,7 +106,8 @@ def key() -> str:
     import tomllib  # Python 3.11: the tools run on the project's virtualenv
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = json.dumps([project["dependencies"], project["optional-dependencies"]], sort_keys=True)
+    own_lines = installs("")[1:]
+    requirements = json.dumps([project["dependencies"], project["optional-dependencies"], own_lines], sort_keys=True)
     return hashlib.sha256(FREEZE.read_bytes() + requirements.encode()).hexdigest()[:16]
 
 

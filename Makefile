@@ -164,10 +164,11 @@ package: $(STAMP)
 # the checkout named for what it is made from (Colab's set, gaebook's requirements, the install cells'
 # own lines), so that a fresh clone reuses it.
 # `make colab-install` (in make test) copies it, installs the gaebook wheel from dist/ as the chapters'
-# install cells do (every chapter's extras at once, then the verl page's own install of verl), lists every package the install changed (failing on
-# any change of Colab's kernel stack or a downgrade of torch, numpy, matplotlib, scipy, Sphinx, docutils)
-# and imports every chapter's imports there. `make colab` then executes every chapter alone in an
-# empty folder under that environment's kernel (the weekly run; not in make test).
+# install cells do (every chapter's extras at once, then the verl page's own install of verl), lists every
+# package the install changed (failing on any change of Colab's kernel stack or a downgrade of torch,
+# numpy, matplotlib, scipy, Sphinx, docutils) and imports every chapter's imports there. `make colab` then
+# executes every chapter alone in an empty folder under that environment's kernel (the weekly run; not in
+# make test).
 # COLAB_PYTHON: a Python 3.13, Colab's; by default pyenv's, else python3.13, else python3 (as in Colab's
 # runtime image) if it is a 3.13.
 IS_313 := -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'

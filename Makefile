@@ -163,30 +163,40 @@ package: $(STAMP)
 # Colab's package set (tools/colab/pip-freeze.txt, from googlecolab/backend-info) on Colab's Python: the
 # packages of that set that the chapters' install touches, at Colab's versions (torch from PyPI: Colab's
 # is the same version's CPU build from PyTorch's own index), built once into COLAB_BASE, a cache outside
-# the checkout named for what it is made from (Colab's set, gaebook's requirements), so that a fresh
-# clone reuses it.
+# the checkout named for what it is made from (Colab's set, gaebook's requirements, the install cells'
+# own lines), so that a fresh clone reuses it.
 # `make colab-install` (in make test) copies it, installs the gaebook wheel from dist/ as the chapters'
-# install cells do (every chapter's extras at once), lists every package the install changed (failing on
-# any change of Colab's kernel stack or a downgrade of torch, numpy, matplotlib, scipy, Sphinx, docutils)
-# and imports every chapter's imports there. `make colab` then executes every chapter alone in an
-# empty folder under that environment's kernel (the weekly run; not in make test).
-COLAB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
+# install cells do (every chapter's extras at once, then the verl page's own install of verl), lists every
+# package the install changed (failing on any change of Colab's kernel stack or a downgrade of torch,
+# numpy, matplotlib, scipy, Sphinx, docutils) and imports every chapter's imports there. `make colab` then
+# executes every chapter alone in an empty folder under that environment's kernel (the weekly run; not in
+# make test).
+# COLAB_PYTHON: a Python 3.13, Colab's; by default pyenv's, else python3.13, else python3 (as in Colab's
+# runtime image) if it is a 3.13.
+IS_313 := -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'
+COLAB_PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.13 python3; do \
+	command -v $$p >/dev/null && $$p $(IS_313) 2>/dev/null && { command -v $$p; break; }; done)
 COLAB_BASE ?= $(HOME)/.cache/gaebook-colab/$(shell $(BIN)/python tools/colab/check.py key)
 COLAB_VENV := .venv-colab
 COLAB_DIR := _build/colab
 COLAB_STAMP := $(COLAB_BASE)/.installed
 COLAB_CHECK := $(BIN)/python tools/colab/check.py
 COLAB_PIP := -m pip install -q --find-links dist
-COLAB_REQUIREMENT = "$$($(COLAB_CHECK) requirement $(VERSION))"
+# Each pip install of the install cells (`check.py installs`), one line of arguments each: run $(1) with them.
+COLAB_INSTALLS = $(COLAB_CHECK) installs $(VERSION) > $(COLAB_DIR)/installs.txt && \
+	n=0; while read -r args; do n=$$((n + 1)); eval "$(1)" || exit 1; done < $(COLAB_DIR)/installs.txt
 
 $(COLAB_STAMP): | package
+	@[ -n "$(COLAB_PYTHON)" ] && "$(COLAB_PYTHON)" $(IS_313) || { echo "COLAB_PYTHON='$(COLAB_PYTHON)' is no Python 3.13:" \
+		"Colab's environment is built on Colab's Python; set COLAB_PYTHON to a python3.13" >&2; exit 1; }
 	rm -rf $(COLAB_BASE) && mkdir -p $(COLAB_DIR)
 	$(COLAB_PYTHON) -m venv $(COLAB_BASE)
 	$(COLAB_CHECK) constraints > $(COLAB_DIR)/constraints.txt
 	$(COLAB_CHECK) base > $(COLAB_DIR)/base.txt
 	$(COLAB_BASE)/bin/python $(COLAB_PIP) -c $(COLAB_DIR)/constraints.txt -r $(COLAB_DIR)/base.txt
-	$(COLAB_BASE)/bin/python $(COLAB_PIP) --dry-run --report $(COLAB_DIR)/report.json $(COLAB_REQUIREMENT)
-	$(COLAB_CHECK) base $(COLAB_DIR)/report.json > $(COLAB_DIR)/base.txt
+	rm -f $(COLAB_DIR)/report-*.json
+	$(call COLAB_INSTALLS,$(COLAB_BASE)/bin/python $(COLAB_PIP) --dry-run --report $(COLAB_DIR)/report-$$n.json $$args)
+	$(COLAB_CHECK) base $(COLAB_DIR)/report-*.json > $(COLAB_DIR)/base.txt
 	$(COLAB_BASE)/bin/python $(COLAB_PIP) -c $(COLAB_DIR)/constraints.txt -r $(COLAB_DIR)/base.txt
 	touch $@
 
@@ -194,7 +204,7 @@ colab-install: $(STAMP) package $(COLAB_STAMP)
 	rm -rf $(COLAB_VENV) $(COLAB_DIR)/empty && mkdir -p $(COLAB_DIR)/empty
 	cp -al $(COLAB_BASE) $(COLAB_VENV) || cp -a $(COLAB_BASE) $(COLAB_VENV)  # hard links where it can: pip replaces files, never writes into them
 	$(COLAB_VENV)/bin/python -m pip freeze --all > $(COLAB_DIR)/before.txt
-	$(COLAB_VENV)/bin/python -m pip install --find-links dist $(COLAB_REQUIREMENT) > $(COLAB_DIR)/install.log
+	$(call COLAB_INSTALLS,$(COLAB_VENV)/bin/python -m pip install --find-links dist $$args) > $(COLAB_DIR)/install.log
 	$(COLAB_VENV)/bin/python -m pip freeze --all > $(COLAB_DIR)/after.txt
 	$(COLAB_CHECK) diff $(COLAB_DIR)/before.txt $(COLAB_DIR)/after.txt
 	$(COLAB_CHECK) imports > $(COLAB_DIR)/imports.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -92,25 +93,59 @@ def test_the_diff_command_exits_non_zero_on_a_problem(tmp_path):
     assert result.returncode == 0 and "the install changed nothing" in result.stdout
 
 
-def test_the_requirement_is_every_install_cells_extras_at_one_version(capsys):
-    requirement = check.requirement("9.9.9")
-    extras = set(re.fullmatch(r"gaebook\[([\w,]+)\]==9\.9\.9", requirement)[1].split(","))
-    assert not extras & check.NOT_ON_COLAB.keys()
-    reported = capsys.readouterr().err
+def test_the_installs_are_every_install_cells_extras_at_one_version_then_each_cells_own_lines():
+    first, *others = check.installs("9.9.9")
+    assert len(first) == 1
+    extras = set(re.fullmatch(r"gaebook\[([\w,]+)\]==9\.9\.9", first[0])[1].split(","))
+    assert ["--ignore-requires-python", "verl==0.9.1"] in others  # the verl page's: verl declares Python < 3.13
+    assert len(others) == len({tuple(line) for line in others})  # each install once
     for path in check.notebooks():
-        cell = set(re.search(r"gaebook\[([\w,]+)\]", check.code_cells(path)[0])[1].split(","))
-        assert cell - check.NOT_ON_COLAB.keys() <= extras, path.name
-        assert (f"left out: {path.name}" in reported) == bool(cell & check.NOT_ON_COLAB.keys())
+        cell = check.code_cells(path)[0]
+        assert set(re.search(r"gaebook\[([\w,]+)\]", cell)[1].split(",")) <= extras, path.name
+        for args in re.findall(r"^ +%pip install (.+)$", cell, re.MULTILINE)[1:]:
+            assert args.replace('"', "").split() in others, (path.name, args)
+
+
+def test_an_install_cell_must_install_gaebook_first(monkeypatch, tmp_path):
+    cell = 'import sys\n\nif "google.colab" in sys.modules:\n    %pip install --ignore-requires-python "verl==0.9.1"'
+    path = tmp_path / "page.ipynb"
+    path.write_text(json.dumps({"cells": [{"cell_type": "code", "source": cell}]}))
+    with pytest.raises(SystemExit, match=r"page\.ipynb: its install cell's first line installs no gaebook"):
+        check.pip_lines(path)
+    path.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "source": cell.replace("    %pip", '    %pip install "gaebook[notebook,verl]==1.0"\n    %pip'),
+                    }
+                ]
+            }
+        )
+    )
+    assert check.pip_lines(path) == [["gaebook[notebook,verl]==1.0"], ["--ignore-requires-python", "verl==0.9.1"]]
+    assert check.install_extras(path) == ["notebook", "verl"]
+
+
+def report(*names: str) -> dict:
+    """The part of a ``pip install --dry-run --report`` that ``check.base`` reads."""
+    return {"install": [{"metadata": {"name": name}} for name in names]}
+
+
+def test_the_base_holds_colabs_version_of_what_any_install_resolves_to():
+    pins = check.base([report("Transformers", "gaebook"), report("orjson", "verl")])
+    assert "transformers==5.15.0" in pins and "orjson==3.12.0" in pins  # Colab's, from both installs
+    assert not any(p.startswith(("gaebook", "verl")) for p in pins)  # not in Colab's set
+    assert "orjson==3.12.0" not in check.base([report("transformers")])
 
 
 def test_the_imports_script_imports_what_every_chapter_imports():
     script = check.imports_script()
     tree = ast.parse(script)
     assert any(isinstance(n, ast.ImportFrom) and n.module == "gaebook.glue" for n in tree.body)
+    assert re.search(r"^import verl$", script, re.MULTILINE)  # the verl page's too: Colab installs verl
     for path in check.notebooks():
-        if check.left_out(path):
-            assert not re.search(r"^import verl$", script, re.MULTILINE)
-            continue
         for source in check.code_cells(path)[1:]:
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.Import | ast.ImportFrom):
@@ -120,6 +155,11 @@ def test_the_imports_script_imports_what_every_chapter_imports():
 def test_the_environment_key_follows_colabs_set_and_gaebooks_requirements(monkeypatch, tmp_path):
     first = check.key()
     assert re.fullmatch(r"[0-9a-f]{16}", first) and check.key() == first
+    installs = check.installs
+    monkeypatch.setattr(check, "installs", lambda v: [*installs(v), ["--ignore-requires-python", "verl==0.9.2"]])
+    assert check.key() != first  # an install cell's own line
+    monkeypatch.setattr(check, "installs", installs)
+    assert check.key() == first
     freeze = tmp_path / "pip-freeze.txt"
     freeze.write_text(check.FREEZE.read_text().replace("numpy==2.1.3", "numpy==2.2.0"))
     monkeypatch.setattr(check, "FREEZE", freeze)

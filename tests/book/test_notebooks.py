@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
+from packaging.requirements import Requirement
 
 import gaebook
 
@@ -25,10 +28,14 @@ def toc_files() -> list[str]:
 # the libraries it runs beside gaebook's, in this order (tests/book/test_chapters.py checks that the chapter
 # imports what each brings). Never the book extra: Jupyter Book and Sphinx have no place in Colab.
 INSTALL_EXTRAS = ("notebook", "sb3", "hf", "trl", "verl")
+# verl 0.9.1 declares Requires-Python <3.13 and runs on Colab's Python 3.13 (make colab runs the page there):
+# on 3.13 the verl extra leaves verl out, and a cell that installs that extra installs verl with this line.
+VERL_LINE = '\n    %pip install --ignore-requires-python "verl==0.9.1"'
 
 
 def install_cell(extras: str, version: str) -> str:
     """The first code cell of every chapter."""
+    verl = VERL_LINE if "verl" in extras.split(",") else ""
     return (
         "# In Colab, install the gaebook this book was built with, and the libraries this chapter runs; anywhere\n"
         "# else the checkout's own gaebook is used. If Colab then asks to restart the session, do so and run the\n"
@@ -37,6 +44,7 @@ def install_cell(extras: str, version: str) -> str:
         "\n"
         'if "google.colab" in sys.modules:\n'
         f'    %pip install "gaebook[{extras}]=={version}"'
+        f"{verl}"
     )
 
 
@@ -44,6 +52,7 @@ INSTALL_CELL = re.compile(
     re.escape(install_cell("EXTRAS", "VERSION"))
     .replace("EXTRAS", r"(?P<extras>[\w,]+)")
     .replace("VERSION", r'(?P<version>[^"]+)')
+    + f"(?P<verl>{re.escape(VERL_LINE)})?"
 )
 
 
@@ -60,6 +69,7 @@ def install_extras(source: str) -> list[str]:
     assert match["version"] == version, f"the cell installs gaebook {match['version']}, not this checkout's {version}"
     extras = match["extras"].split(",")
     assert extras[0] == "notebook" and extras == sorted(set(extras), key=INSTALL_EXTRAS.index), extras
+    assert bool(match["verl"]) == ("verl" in extras), "the verl extra and the cell's own install of verl go together"
     return extras
 
 
@@ -98,6 +108,17 @@ def test_the_install_cell_check_rejects_what_breaks_colab():
         install_cell("book", gaebook.__version__),  # Jupyter Book and Sphinx in Colab
         install_cell("hf,notebook", gaebook.__version__),
         install_cell("notebook,hf,hf", gaebook.__version__),
+        install_cell("notebook,verl", gaebook.__version__).replace(VERL_LINE, ""),  # no verl on Colab's 3.13
+        good + VERL_LINE,  # verl without the extra that brings what verl's trainer module imports
     ):
         with pytest.raises(AssertionError):
             install_extras(bad)
+
+
+def test_the_verl_line_installs_the_verl_the_extra_leaves_out_on_colabs_python():
+    assert install_extras(install_cell("notebook,verl", gaebook.__version__)) == ["notebook", "verl"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    verl = next(r for r in map(Requirement, project["optional-dependencies"]["verl"]) if r.name == "verl")
+    pinned = re.search(r'"verl==([^"]+)"', VERL_LINE)[1]
+    assert pinned in verl.specifier and pinned == installed_version("verl")  # the verl the page quotes
+    assert verl.marker.evaluate({"python_version": "3.12"}) and not verl.marker.evaluate({"python_version": "3.13"})

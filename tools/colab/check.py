@@ -2,16 +2,20 @@
 
 ``make colab-install`` and ``make colab`` drive it (see the Makefile); its commands:
 
-* ``key``: a name for the environment built from Colab's set and gaebook's requirements, which changes
-  when either does (not when any other part of pyproject.toml does).
+* ``key``: a name for the environment built from Colab's set, gaebook's requirements and the install
+  cells' own lines beside gaebook's, which changes when any of them does (not when any other part of
+  pyproject.toml does).
 * ``constraints``: Colab's versions (pip-freeze.txt beside this file) as a pip constraints file. A
   package Colab installed from a URL is pinned at that wheel's version, without its local label:
   PyPI's ``torch==2.11.0`` stands for Colab's ``torch 2.11.0+cpu`` build from PyTorch's own index.
-* ``base [REPORT]``: the packages of Colab's set the environment needs so that pip meets them as Colab has
-  them: the fragile ones, those that must not be downgraded, nbclient to run the chapters, and each
-  package of Colab's set that the install resolves to (REPORT: ``pip install --dry-run --report``).
-* ``requirement VERSION``: the one requirement that installs what every chapter's install cell installs
-  (the union of their extras), at VERSION.
+* ``base [REPORT...]``: the packages of Colab's set the environment needs so that pip meets them as Colab
+  has them: the fragile ones, those that must not be downgraded, nbclient to run the chapters, and each
+  package of Colab's set that the installs resolve to (REPORT: ``pip install --dry-run --report``, one
+  for each install).
+* ``installs VERSION``: the pip install commands that install what every chapter's install cell installs,
+  one line of shell-quoted arguments each: the requirement of the union of their extras at VERSION, then
+  each other ``%pip install`` line of a cell (the verl page's, which installs verl with
+  ``--ignore-requires-python``), in the order of the chapters.
 * ``diff BEFORE AFTER``: every package the install added, removed or changed between two
   ``pip freeze`` outputs; fails on any change of a fragile package or a downgrade of a guarded one.
 * ``imports``: a Python script importing every chapter's imports, for the environment's python to run.
@@ -26,6 +30,7 @@ import ast
 import hashlib
 import json
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -45,10 +50,8 @@ RUNNER = ("pip", "nbclient", "nbformat")
 # Colab's CPU torch needs no CUDA libraries; PyPI's build of the same version brings its own, so Colab's
 # versions of these (there for other libraries) must not constrain it.
 CUDA = re.compile(r"^(nvidia-|cuda-|triton$)")
-# Extras that Colab's Python cannot install, and why. The check leaves them out of the install, and
-# `execute` reports each chapter that needs one as not run, a failure: the weekly run stays red until
-# the chapter can run in Colab.
-NOT_ON_COLAB = {"verl": "verl 0.9.1, the release the page quotes, requires Python < 3.13; Colab runs Python 3.13"}
+# An install cell's `%pip install` lines: the arguments of each.
+PIP_LINE = re.compile(r"^\s*%pip install (.+)$", re.MULTILINE)
 
 
 def canonical(name: str) -> str:
@@ -89,9 +92,9 @@ def constraints() -> list[str]:
     return [f"{name}=={public(version)}" for name, version in sorted(colab_versions().items()) if not CUDA.match(name)]
 
 
-def base(report: dict | None) -> list[str]:
+def base(reports: list[dict]) -> list[str]:
     colab = colab_versions()
-    resolved = {canonical(item["metadata"]["name"]) for item in (report or {}).get("install", [])}
+    resolved = {canonical(item["metadata"]["name"]) for report in reports for item in report.get("install", [])}
     names = set(FRAGILE) | set(GUARDED) | set(RUNNER) | (resolved & colab.keys())
     missing = sorted(names - colab.keys())
     if missing:
@@ -103,7 +106,8 @@ def key() -> str:
     import tomllib  # Python 3.11: the tools run on the project's virtualenv
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = json.dumps([project["dependencies"], project["optional-dependencies"]], sort_keys=True)
+    own_lines = installs("")[1:]
+    requirements = json.dumps([project["dependencies"], project["optional-dependencies"], own_lines], sort_keys=True)
     return hashlib.sha256(FREEZE.read_bytes() + requirements.encode()).hexdigest()[:16]
 
 
@@ -116,25 +120,26 @@ def code_cells(path: Path) -> list[str]:
     return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
 
 
+def pip_lines(path: Path) -> list[list[str]]:
+    """The arguments of each ``%pip install`` line of the install cell of the chapter at ``path``."""
+    lines = [shlex.split(args) for args in PIP_LINE.findall(code_cells(path)[0])]
+    if not lines or not re.fullmatch(r"gaebook\[[\w,]+\]==.+", lines[0][-1]):
+        raise SystemExit(f"{path.name}: its install cell's first line installs no gaebook[...]==")
+    return lines
+
+
 def install_extras(path: Path) -> list[str]:
-    found = re.search(r"gaebook\[([\w,]+)\]==", code_cells(path)[0])
-    if not found:
-        raise SystemExit(f"{path.name}: no gaebook[...]== in its install cell")
-    return found[1].split(",")
+    return pip_lines(path)[0][-1].split("[", 1)[1].split("]", 1)[0].split(",")
 
 
-def left_out(path: Path) -> list[str]:
-    """Why Colab cannot install what the chapter at ``path`` needs (empty if it can)."""
-    return [NOT_ON_COLAB[e] for e in install_extras(path) if e in NOT_ON_COLAB]
-
-
-def requirement(version: str) -> str:
+def installs(version: str) -> list[list[str]]:
+    """The pip install arguments that install what every chapter's install cell does, each install once."""
     extras: list[str] = []
+    others: list[list[str]] = []
     for path in notebooks():
-        extras += [e for e in install_extras(path) if e not in extras and e not in NOT_ON_COLAB]
-        for reason in left_out(path):
-            print(f"left out: {path.name}: {reason}", file=sys.stderr)
-    return f"gaebook[{','.join(extras)}]=={version}"
+        extras += [e for e in install_extras(path) if e not in extras]
+        others += [line for line in pip_lines(path)[1:] if line not in others]
+    return [[f"gaebook[{','.join(extras)}]=={version}"], *others]
 
 
 def version_key(version: str) -> tuple:
@@ -167,11 +172,9 @@ def diff(before: dict[str, str], after: dict[str, str]) -> tuple[list[str], list
 
 
 def imports_script() -> str:
-    """Every import of every chapter Colab can install (its install cell aside), as one script."""
+    """Every import of every chapter (its install cell aside), as one script."""
     statements: list[str] = []
     for path in notebooks():
-        if left_out(path):
-            continue
         for source in code_cells(path)[1:]:
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.Import | ast.ImportFrom):
@@ -188,10 +191,6 @@ def execute(paths: list[Path], timeout: int) -> int:
 
     failed = 0
     for path in paths:
-        if left_out(path):
-            print(f"{path.name}: NOT RUN: {'; '.join(left_out(path))}", flush=True)
-            failed += 1
-            continue
         nb = nbformat.read(path, as_version=4)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as empty:
@@ -211,8 +210,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("key")
     sub.add_parser("constraints")
-    sub.add_parser("base").add_argument("report", type=Path, nargs="?")
-    sub.add_parser("requirement").add_argument("version")
+    sub.add_parser("base").add_argument("reports", type=Path, nargs="*")
+    sub.add_parser("installs").add_argument("version")
     d = sub.add_parser("diff")
     d.add_argument("before", type=Path)
     d.add_argument("after", type=Path)
@@ -226,9 +225,9 @@ def main() -> None:
     elif args.command == "constraints":
         print("\n".join(constraints()))
     elif args.command == "base":
-        print("\n".join(base(json.loads(args.report.read_text()) if args.report else None)))
-    elif args.command == "requirement":
-        print(requirement(args.version))
+        print("\n".join(base([json.loads(report.read_text()) for report in args.reports])))
+    elif args.command == "installs":
+        print("\n".join(shlex.join(line) for line in installs(args.version)))
     elif args.command == "diff":
         lines, problems = diff(parse_freeze(args.before.read_text()), parse_freeze(args.after.read_text()))
         print("\n".join(lines) if lines else "the install changed nothing")

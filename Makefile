@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
 	texlive-lang-chinese latexmk xindy fonts-freefont-otf fonts-wqy-microhei poppler-utils
 
-.PHONY: book book-cached student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site unit bench floors notebooks lint typecheck package colab colab-install gpu-check clean
+.PHONY: book book-cached student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -176,7 +176,10 @@ package: $(STAMP)
 IS_313 := -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'
 COLAB_PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.13 python3; do \
 	command -v $$p >/dev/null && $$p $(IS_313) 2>/dev/null && { command -v $$p; break; }; done)
-COLAB_BASE ?= $(HOME)/.cache/gaebook-colab/$(shell $(BIN)/python tools/colab/check.py key)
+# The key needs .venv: expanded only when used, and colab-install builds the base in a sub-make, which
+# reads this file again once .venv exists (on a fresh clone it does not when make starts).
+COLAB_KEY = $(shell [ -x $(BIN)/python ] && $(BIN)/python tools/colab/check.py key)
+COLAB_BASE ?= $(HOME)/.cache/gaebook-colab/$(or $(COLAB_KEY),no-key-without-venv)
 COLAB_VENV := .venv-colab
 COLAB_DIR := _build/colab
 COLAB_STAMP := $(COLAB_BASE)/.installed
@@ -186,7 +189,10 @@ COLAB_PIP := -m pip install -q --find-links dist
 COLAB_INSTALLS = $(COLAB_CHECK) installs $(VERSION) > $(COLAB_DIR)/installs.txt && \
 	n=0; while read -r args; do n=$$((n + 1)); eval "$(1)" || exit 1; done < $(COLAB_DIR)/installs.txt
 
+colab-base: $(COLAB_STAMP)
+
 $(COLAB_STAMP): | package
+	@[ -n "$(COLAB_KEY)" ] || { echo "no key for Colab's environment: $(BIN)/python is missing" >&2; exit 1; }
 	@[ -n "$(COLAB_PYTHON)" ] && "$(COLAB_PYTHON)" $(IS_313) || { echo "COLAB_PYTHON='$(COLAB_PYTHON)' is no Python 3.13:" \
 		"Colab's environment is built on Colab's Python; set COLAB_PYTHON to a python3.13" >&2; exit 1; }
 	rm -rf $(COLAB_BASE) && mkdir -p $(COLAB_DIR)
@@ -200,7 +206,8 @@ $(COLAB_STAMP): | package
 	$(COLAB_BASE)/bin/python $(COLAB_PIP) -c $(COLAB_DIR)/constraints.txt -r $(COLAB_DIR)/base.txt
 	touch $@
 
-colab-install: $(STAMP) package $(COLAB_STAMP)
+colab-install: $(STAMP) package
+	$(MAKE) --no-print-directory colab-base
 	rm -rf $(COLAB_VENV) $(COLAB_DIR)/empty && mkdir -p $(COLAB_DIR)/empty
 	cp -al $(COLAB_BASE) $(COLAB_VENV) || cp -a $(COLAB_BASE) $(COLAB_VENV)  # hard links where it can: pip replaces files, never writes into them
 	$(COLAB_VENV)/bin/python -m pip freeze --all > $(COLAB_DIR)/before.txt

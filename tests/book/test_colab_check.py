@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 import subprocess
@@ -11,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tools.colab import check
-
 ROOT = Path(__file__).resolve().parents[2]
+# tools/ is scripts, not a package on the path: load the module from its file, as the other tools' tests do
+_spec = importlib.util.spec_from_file_location("colab_check", ROOT / "tools" / "colab" / "check.py")
+assert _spec is not None and _spec.loader is not None
+check = importlib.util.module_from_spec(_spec)
+sys.modules["colab_check"] = check
+_spec.loader.exec_module(check)
 
 BEFORE = """\
 ipykernel==6.17.1

@@ -24,10 +24,10 @@ import torch
 from fake_cuda import NO_FAKE_CUDA, Harness
 from torch import Tensor
 
-from gaebook import advantages, baselines, plotting, reductions, scan
+from gaebook import advantages, baselines, plotting, reductions, scan, statistics
 from gaebook.lm import token_mdp
 
-MODULES: tuple[ModuleType, ...] = (advantages, scan, token_mdp, reductions, baselines, plotting)
+MODULES: tuple[ModuleType, ...] = (advantages, scan, token_mdp, reductions, baselines, plotting, statistics)
 
 Put = Callable[[Tensor], Tensor]  # a CPU tensor to the device of the call
 Inputs = tuple[tuple[Any, ...], dict[str, Any]]
@@ -170,9 +170,18 @@ def mean_band(put: Put) -> Inputs:
 
 
 def drew_one_band(args: tuple[Any, ...]) -> None:
-    ax = args[0]
-    assert len(ax.lines) == 1 and len(ax.collections) == 1
+    ax, runs = args[0], args[2]
+    assert len(ax.lines) == 1 + runs.shape[0] and len(ax.collections) == 1  # the mean, each seed, the band
     plt.close(ax.figure)
+
+
+def seeds(put: Put) -> Inputs:
+    return (put(draws(3, 5, seed=0)),), {"dim": 0}
+
+
+def gappy_curves(put: Put) -> Inputs:
+    curves = draws(3, 7, seed=0).masked_fill(flags(3, 7, p=0.4, seed=1), float("nan"))
+    return (put(curves),), {}
 
 
 EXAMPLES: dict[str, Example] = {
@@ -202,6 +211,9 @@ EXAMPLES: dict[str, Example] = {
     "cleanrl_gae": Example(baselines.cleanrl_gae, cleanrl_gae),
     "masked_token_gae": Example(baselines.masked_token_gae, masked_token_gae),
     "mean_band": Example(plotting.mean_band, mean_band, check=drew_one_band),
+    "mean_se": Example(statistics.mean_se, seeds),
+    "t_interval": Example(statistics.t_interval, seeds),
+    "carry_forward": Example(statistics.carry_forward, gappy_curves),
 }
 
 

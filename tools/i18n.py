@@ -27,6 +27,9 @@ from the catalogs, each with the outputs of the English build's execution (from 
 ``make book``, matched on the code cells, so nothing is executed again and every glued number is the
 English edition's); the markdown pages translated block by block; the configuration with the
 language set. It refuses a catalog that ``check`` would reject: no edition is built from stale text.
+
+``python tools/i18n.py site OUT [LANG]`` writes those sources into ``_build/<LANG>/src`` and builds
+the translated site into ``OUT`` (strict, as the English one), executing nothing.
 """
 
 from __future__ import annotations
@@ -338,15 +341,44 @@ def write_sources(out: Path, language: str, root: Path = ROOT, cache_path: Path 
             target.write_text(translate_page(page, strings, root))
 
 
+def build_site(out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE) -> int:
+    """Build the ``language`` edition's HTML into ``out`` from its sources; return Sphinx's status."""
+    import shutil
+
+    from jupyter_book.sphinx import build_sphinx
+
+    source = root / "_build" / language / "src"
+    shutil.rmtree(source, ignore_errors=True)
+    write_sources(source, language, root, cache_path)
+    result = build_sphinx(
+        source,
+        out,
+        noconfig=True,
+        path_config=str(source / "_config.yml"),
+        confoverrides={
+            "external_toc_path": (source / "_toc.yml").as_posix(),
+            "latex_individualpages": False,
+            "nitpicky": True,
+            "book_pdf": "",  # the PDF is the English edition's
+        },
+        builder="html",
+        doctreedir=root / "_build" / language / ".doctrees",
+        warningiserror=True,
+        keep_going=True,
+    )
+    return 1 if isinstance(result, Exception) or result else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("update", "check"):
         command = commands.add_parser(name)
         command.add_argument("language", nargs="?", default=LANGUAGES[0], choices=LANGUAGES)
-    command = commands.add_parser("sources")
-    command.add_argument("out", type=Path)
-    command.add_argument("language", nargs="?", default=LANGUAGES[0], choices=LANGUAGES)
+    for name in ("sources", "site"):
+        command = commands.add_parser(name)
+        command.add_argument("out", type=Path)
+        command.add_argument("language", nargs="?", default=LANGUAGES[0], choices=LANGUAGES)
     args = parser.parse_args(argv)
     if args.command == "update":
         for name, counts in update(args.language).items():
@@ -356,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         found = problems(args.language)
         print("\n".join(found) if found else f"every entry of {args.language} is translated and current")
         return 1 if found else 0
+    if args.command == "site":
+        return build_site(args.out, args.language)
     write_sources(args.out, args.language)
     return 0
 

@@ -1,0 +1,398 @@
+"""The book's translations: gettext catalogs of its prose, checked for freshness, built into editions.
+
+The code of every chapter is the same in every language; only the prose is translated. The
+translations live in standard gettext PO catalogs, ``locales/<lang>/LC_MESSAGES/<page>.po`` (Poedit,
+Weblate and Crowdin edit them), one entry per markdown cell of a notebook and per block of a markdown
+page, the English text as ``msgid``:
+
+- a notebook's markdown cell is keyed by its cell id (``msgctxt``), so that its entry is found again
+  after other cells move; the caption and the alt text of a figure, in its code cell's metadata
+  (``mystnb.figure.caption``, ``mystnb.image.alt``), by the cell id with ``:caption`` or ``:alt``;
+- a markdown page's block (a paragraph, a list, a table, a fenced directive, a heading) is keyed by the
+  heading above it and its position under that heading;
+- the book's title and the table of contents' part captions are in ``_book.po``.
+
+``python tools/i18n.py update [LANG]`` extracts the entries from the English sources and merges them
+into the catalogs as ``msgmerge`` does: an entry whose English changed keeps its translation, marked
+fuzzy, with the English it translated as ``#| msgid``; new entries are untranslated; entries whose
+source is gone become obsolete (``#~``).
+
+``python tools/i18n.py check [LANG]`` lists every entry of the English sources that has no
+translation, a fuzzy one, or one whose ``msgid`` is not the current English, by page and cell; it fails
+if there is any.
+
+``python tools/i18n.py sources OUT [LANG]`` writes the translated book into ``OUT``: the notebooks with
+their code cells, tags and metadata untouched (figure captions and alt text aside) and their markdown
+from the catalogs, each with the outputs of the English build's execution (from the jupyter-cache of
+``make book``, matched on the code cells, so nothing is executed again and every glued number is the
+English edition's); the markdown pages translated block by block; the configuration with the
+language set. It refuses a catalog that ``check`` would reject: no edition is built from stale text.
+
+``python tools/i18n.py site OUT [LANG]`` writes those sources into ``_build/<LANG>/src`` and builds
+the translated site into ``OUT`` (strict, as the English one), executing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import polib
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCALES = ROOT / "locales"
+CACHE = ROOT / "_build" / ".jupyter_cache"
+LANGUAGES = ("zh_CN",)
+BOOK_CATALOG = "_book"
+# The figure texts of a code cell that are prose: (metadata path, key suffix).
+FIGURE_TEXTS = ((("mystnb", "figure", "caption"), "caption"), (("mystnb", "image", "alt"), "alt"))
+_FENCE = re.compile(r"^ {0,3}(`{3,}|:{3,})")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One translatable piece of the English sources."""
+
+    context: str  # msgctxt: where the piece is, stable when unrelated pieces move
+    text: str  # msgid: the English
+    source: str  # the English file, relative to the book's root
+    index: int  # the cell's index in a notebook; the block's in a markdown page
+    where: str  # for people: "book/01_background.ipynb, cell 12"
+
+
+def sources(root: Path = ROOT) -> list[Path]:
+    """The English pages, in the order of the table of contents: notebooks and markdown pages."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part.get("chapters", [])]
+    found = []
+    for name in files:
+        matches = [p for p in (root / f"{name}.ipynb", root / f"{name}.md") if p.exists()]
+        if len(matches) != 1:
+            raise ValueError(f"{name} in _toc.yml must be exactly one of {name}.ipynb or {name}.md")
+        found.append(matches[0])
+    return found
+
+
+def catalog_path(page: Path, language: str, root: Path = ROOT) -> Path:
+    return root / "locales" / language / "LC_MESSAGES" / f"{page.stem}.po"
+
+
+def _get(mapping: dict, path: tuple[str, ...]) -> object:
+    for key in path:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def markdown_blocks(text: str) -> list[str]:
+    """``text`` split into blocks at blank lines outside fenced blocks (a fence stays one block)."""
+    blocks: list[list[str]] = [[]]
+    fence: str | None = None
+    for line in text.split("\n"):
+        match = _FENCE.match(line)
+        if fence is None and match:
+            fence = match.group(1)
+        elif fence is not None and line.strip() and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):
+            fence = None
+        if fence is None and not line.strip():
+            blocks.append([])
+        else:
+            blocks[-1].append(line)
+    return ["\n".join(b) for b in blocks if b]
+
+
+def _has_prose(block: str) -> bool:
+    """Whether a markdown block has words to translate (a bare directive such as a bibliography has none)."""
+    lines = [line for line in block.split("\n") if not _FENCE.match(line) and not re.match(r"^\s*:[\w-]+:", line)]
+    return bool(re.search(r"[^\W\d_]", "\n".join(lines)))
+
+
+def _slug(heading: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-") or "top"
+
+
+def page_entries(page: Path, root: Path = ROOT) -> list[Entry]:
+    """The translatable pieces of one English page."""
+    relative = page.relative_to(root).as_posix()
+    entries: list[Entry] = []
+    if page.suffix == ".ipynb":
+        notebook = nbformat.read(page, as_version=4)
+        for index, cell in enumerate(notebook.cells):
+            where = f"{relative}, cell {index}"
+            if "id" not in cell:
+                raise ValueError(f"{where} has no cell id: save the notebook with nbformat 4.5")
+            if cell.cell_type == "markdown" and cell.source.strip():
+                entries.append(Entry(cell.id, cell.source, relative, index, where))
+            elif cell.cell_type == "code":
+                for path, suffix in FIGURE_TEXTS:
+                    text = _get(cell.metadata, path)
+                    if isinstance(text, str) and text.strip():
+                        entries.append(Entry(f"{cell.id}:{suffix}", text, relative, index, f"{where} ({suffix})"))
+        return entries
+    section, position = "top", 0
+    for index, block in enumerate(markdown_blocks(page.read_text())):
+        heading = _HEADING.match(block) if "\n" not in block else None
+        if heading:
+            section, position = _slug(heading.group(2)), 0
+        if _has_prose(block):
+            where = f"{relative}, under '{section}', block {position}"
+            entries.append(Entry(f"{section}:{position}", block, relative, index, where))
+        position += 1
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.context] = counts.get(entry.context, 0) + 1
+    seen: dict[str, int] = {}
+    unique = []
+    for entry in entries:  # two sections with the same heading: number the repeats
+        n = seen[entry.context] = seen.get(entry.context, -1) + 1
+        context = f"{entry.context}~{n}" if counts[entry.context] > 1 else entry.context
+        unique.append(Entry(context, entry.text, entry.source, entry.index, entry.where))
+    entries = unique
+    return entries
+
+
+def book_entries(root: Path = ROOT) -> list[Entry]:
+    """The book's title and the captions of the table of contents' parts."""
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    entries = [Entry("title", config["title"], "_config.yml", 0, "_config.yml, title")]
+    for index, part in enumerate(toc.get("parts", [])):
+        if "caption" in part:
+            where = f"_toc.yml, the caption of part {index}"
+            entries.append(Entry(f"part:{part['caption']}", part["caption"], "_toc.yml", index, where))
+    return entries
+
+
+def all_entries(root: Path = ROOT) -> dict[str, tuple[Path | None, list[Entry]]]:
+    """Every catalog's name with its English page (None for ``_book``) and its entries."""
+    out: dict[str, tuple[Path | None, list[Entry]]] = {BOOK_CATALOG: (None, book_entries(root))}
+    for page in sources(root):
+        if page.stem in out:
+            raise ValueError(f"two pages named {page.stem}: a catalog is named for its page")
+        out[page.stem] = (page, page_entries(page, root))
+    return out
+
+
+def _new_catalog(language: str) -> polib.POFile:
+    po = polib.POFile(wrapwidth=0)
+    po.metadata = {
+        "Project-Id-Version": "GAE: From Theory to Practice",
+        "Language": language,
+        "MIME-Version": "1.0",
+        "Content-Type": "text/plain; charset=UTF-8",
+        "Content-Transfer-Encoding": "8bit",
+        "Plural-Forms": "nplurals=1; plural=0;",
+    }
+    return po
+
+
+def merge(po: polib.POFile, entries: list[Entry]) -> tuple[polib.POFile, dict[str, int]]:
+    """``po`` updated to ``entries``, as msgmerge would; with counts of kept, fuzzy, new and obsolete."""
+    old = {e.msgctxt: e for e in po if not e.obsolete}
+    by_text = {e.msgid: e for e in po if not e.obsolete and e.msgstr and "fuzzy" not in e.flags}
+    merged = _new_catalog(po.metadata.get("Language", ""))
+    merged.metadata.update(po.metadata)
+    counts = {"kept": 0, "fuzzy": 0, "new": 0, "obsolete": 0}
+    for entry in entries:
+        new = polib.POEntry(
+            msgctxt=entry.context,
+            msgid=entry.text,
+            msgstr="",
+            occurrences=[(entry.source, str(entry.index))],
+            comment=entry.where,
+        )
+        previous = old.pop(entry.context, None)
+        if previous is not None and previous.msgid == entry.text:
+            new.msgstr, new.flags = previous.msgstr, list(previous.flags)
+            new.previous_msgid = previous.previous_msgid
+            counts["fuzzy" if "fuzzy" in new.flags else "kept"] += 1
+        elif previous is not None:
+            new.msgstr, new.previous_msgid = previous.msgstr, previous.msgid
+            new.flags = ["fuzzy"] if previous.msgstr else []
+            counts["fuzzy" if previous.msgstr else "new"] += 1
+        elif entry.text in by_text:  # the same English elsewhere (a cell given a new id): the same translation
+            new.msgstr = by_text[entry.text].msgstr
+            counts["kept"] += 1
+        else:
+            counts["new"] += 1
+        merged.append(new)
+    for gone in old.values():
+        if gone.msgstr:
+            gone.obsolete = True
+            merged.append(gone)
+            counts["obsolete"] += 1
+    return merged, counts
+
+
+def update(language: str, root: Path = ROOT) -> dict[str, dict[str, int]]:
+    """Extract the English entries and merge them into every catalog of ``language``."""
+    report = {}
+    for name, (_, entries) in all_entries(root).items():
+        path = root / "locales" / language / "LC_MESSAGES" / f"{name}.po"
+        po = polib.pofile(str(path), wrapwidth=0) if path.exists() else _new_catalog(language)
+        merged, report[name] = merge(po, entries)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        merged.save(str(path))
+    return report
+
+
+def problems(language: str, root: Path = ROOT) -> list[str]:
+    """Every English entry without a current translation in ``language``, one line each."""
+    found = []
+    for name, (_, entries) in all_entries(root).items():
+        path = root / "locales" / language / "LC_MESSAGES" / f"{name}.po"
+        if not path.exists():
+            found.append(f"{name}: no catalog {path.relative_to(root)} (run `python tools/i18n.py update`)")
+            continue
+        po = {e.msgctxt: e for e in polib.pofile(str(path)) if not e.obsolete}
+        for entry in entries:
+            translated = po.get(entry.context)
+            if translated is None:
+                found.append(f"{entry.where}: not in the catalog")
+            elif translated.msgid != entry.text:
+                found.append(f"{entry.where}: the catalog translates other English (run update)")
+            elif not translated.msgstr.strip():
+                found.append(f"{entry.where}: untranslated")
+            elif "fuzzy" in translated.flags:
+                found.append(f"{entry.where}: fuzzy (the English changed since it was translated)")
+    return found
+
+
+def _translations(name: str, language: str, root: Path) -> dict[str, str]:
+    path = root / "locales" / language / "LC_MESSAGES" / f"{name}.po"
+    return {e.msgctxt: e.msgstr for e in polib.pofile(str(path)) if not e.obsolete}
+
+
+def _with_outputs(notebook: nbformat.NotebookNode, page: Path, cache_path: Path) -> nbformat.NotebookNode:
+    from jupyter_cache import get_cache
+
+    cache = get_cache(cache_path)
+    try:
+        _, executed = cache.merge_match_into_notebook(notebook)
+    except KeyError as error:
+        raise ValueError(f"{page.name} has no execution in {cache_path}: build the English book first") from error
+    return executed
+
+
+def translate_notebook(page: Path, strings: dict[str, str], cache_path: Path | None = CACHE) -> nbformat.NotebookNode:
+    """The translated notebook of ``page``, with the English build's outputs when ``cache_path`` is given."""
+    notebook = nbformat.read(page, as_version=4)
+    if cache_path is not None:
+        notebook = _with_outputs(notebook, page, cache_path)
+    translated = copy.deepcopy(notebook)
+    for cell in translated.cells:
+        if cell.cell_type == "markdown" and cell.source.strip():
+            cell.source = strings[cell.id]
+        elif cell.cell_type == "code":
+            for path, suffix in FIGURE_TEXTS:
+                if isinstance(_get(cell.metadata, path), str) and f"{cell.id}:{suffix}" in strings:
+                    target = cell.metadata
+                    for key in path[:-1]:
+                        target = target[key]
+                    target[path[-1]] = strings[f"{cell.id}:{suffix}"]
+    return translated
+
+
+def translate_page(page: Path, strings: dict[str, str], root: Path = ROOT) -> str:
+    """The translated text of a markdown page: each block with prose translated, the others as they are."""
+    translated = {e.index: strings[e.context] for e in page_entries(page, root)}
+    blocks = markdown_blocks(page.read_text())
+    return "\n\n".join(translated.get(i, block) for i, block in enumerate(blocks)) + "\n"
+
+
+def write_sources(out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE) -> None:
+    """The translated book's sources in ``out`` (see the module's docstring)."""
+    stale = problems(language, root)
+    if stale:
+        raise ValueError(f"{len(stale)} entries of {language} are not current; the first: {stale[0]}")
+    out.mkdir(parents=True, exist_ok=True)
+    book_strings = _translations(BOOK_CATALOG, language, root)
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config["title"] = book_strings["title"]
+    config.setdefault("sphinx", {}).setdefault("config", {})["language"] = language
+    config["execute"]["execute_notebooks"] = "off"  # the outputs come with the notebooks
+    (out / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    for part in toc.get("parts", []):
+        if "caption" in part:
+            part["caption"] = book_strings[f"part:{part['caption']}"]
+    (out / "_toc.yml").write_text(yaml.safe_dump(toc, allow_unicode=True, sort_keys=False))
+    for shared in ("_static", "_templates", "tools", "references.bib"):
+        link = out / shared
+        if not link.exists():
+            link.symlink_to(root / shared)
+    for page in sources(root):
+        target = out / page.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        strings = _translations(page.stem, language, root)
+        if page.suffix == ".ipynb":
+            nbformat.write(translate_notebook(page, strings, cache_path), target)
+        else:
+            target.write_text(translate_page(page, strings, root))
+
+
+def build_site(out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE) -> int:
+    """Build the ``language`` edition's HTML into ``out`` from its sources; return Sphinx's status."""
+    import shutil
+
+    from jupyter_book.sphinx import build_sphinx
+
+    source = root / "_build" / language / "src"
+    shutil.rmtree(source, ignore_errors=True)
+    write_sources(source, language, root, cache_path)
+    result = build_sphinx(
+        source,
+        out,
+        noconfig=True,
+        path_config=str(source / "_config.yml"),
+        confoverrides={
+            "external_toc_path": (source / "_toc.yml").as_posix(),
+            "latex_individualpages": False,
+            "nitpicky": True,
+            "book_pdf": "",  # the PDF is the English edition's
+        },
+        builder="html",
+        doctreedir=root / "_build" / language / ".doctrees",
+        warningiserror=True,
+        keep_going=True,
+    )
+    return 1 if isinstance(result, Exception) or result else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("update", "check"):
+        command = commands.add_parser(name)
+        command.add_argument("language", nargs="?", default=LANGUAGES[0], choices=LANGUAGES)
+    for name in ("sources", "site"):
+        command = commands.add_parser(name)
+        command.add_argument("out", type=Path)
+        command.add_argument("language", nargs="?", default=LANGUAGES[0], choices=LANGUAGES)
+    args = parser.parse_args(argv)
+    if args.command == "update":
+        for name, counts in update(args.language).items():
+            print(f"{name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        return 0
+    if args.command == "check":
+        found = problems(args.language)
+        print("\n".join(found) if found else f"every entry of {args.language} is translated and current")
+        return 1 if found else 0
+    if args.command == "site":
+        return build_site(args.out, args.language)
+    write_sources(args.out, args.language)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

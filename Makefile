@@ -167,8 +167,8 @@ package: $(STAMP)
 # own lines), so that a fresh clone reuses it.
 # `make colab-install` (in make test) copies it, installs the gaebook wheel from dist/ as the chapters'
 # install cells do (every chapter's extras at once, then the verl page's own install of verl), lists every
-# package the install changed (failing on any change of Colab's kernel stack or a downgrade of torch,
-# numpy, matplotlib, scipy, Sphinx, docutils) and imports every chapter's imports there. `make colab` then
+# package the install changed (failing on any change of Colab's kernel stack, any downgrade, or the removal
+# of torch, numpy, matplotlib, scipy, Sphinx or docutils) and imports every chapter's imports there. `make colab` then
 # executes every chapter alone in an empty folder under that environment's kernel (the weekly run; not in
 # make test).
 # COLAB_PYTHON: a Python 3.13, Colab's; by default pyenv's, else python3.13, else python3 (as in Colab's

@@ -173,8 +173,8 @@ package: $(STAMP)
 # own lines), so that a fresh clone reuses it.
 # `make colab-install` (in make test) copies it, installs the gaebook wheel from dist/ as the chapters'
 # install cells do (every chapter's extras at once, then the verl page's own install of verl), lists every
-# package the install changed (failing on any change of Colab's kernel stack or a downgrade of torch,
-# numpy, matplotlib, scipy, Sphinx, docutils) and imports every chapter's imports there. `make colab` then
+# package the install changed (failing on any change of Colab's kernel stack, any downgrade, or the removal
+# of torch, numpy, matplotlib, scipy, Sphinx or docutils) and imports every chapter's imports there. `make colab` then
 # executes every chapter alone in an empty folder under that environment's kernel (the weekly run; not in
 # make test).
 # COLAB_PYTHON: a Python 3.13, Colab's; by default pyenv's, else python3.13, else python3 (as in Colab's
@@ -235,15 +235,21 @@ bench: $(STAMP)
 # The lowest versions pyproject.toml admits (tools/floors.py reads them from it), installed in
 # their own environment, run the package's tests: the floors are tested, not guessed. Not part
 # of make test: the oldest torch on PyPI is a CUDA build of several GB.
+# No test may hang: pytest-timeout fails a test that runs past FLOORS_TEST_TIMEOUT seconds, and `timeout`
+# stops the whole run after FLOORS_TIMEOUT, for a hang that holds Python's GIL (a deadlock in C++, which
+# pytest-timeout cannot interrupt). One torch thread, as everywhere else: the tests' tiny models gain
+# nothing from more, and on a busy machine OpenMP's threads waiting for each other make them many times slower.
 FLOORS_VENV := .venv-floors
+FLOORS_TEST_TIMEOUT := 300
+FLOORS_TIMEOUT := 3600
 floors:
 	python3 -m venv $(FLOORS_VENV)
 	$(FLOORS_VENV)/bin/python -m pip install -q --upgrade pip packaging
 	$(FLOORS_VENV)/bin/python tools/floors.py > $(FLOORS_VENV)/floors.txt
-	$(FLOORS_VENV)/bin/python -m pip install -q -r $(FLOORS_VENV)/floors.txt pytest hypothesis pyyaml
+	$(FLOORS_VENV)/bin/python -m pip install -q -r $(FLOORS_VENV)/floors.txt pytest pytest-timeout hypothesis pyyaml
 	$(FLOORS_VENV)/bin/python -m pip install -q --no-deps -e .
 	$(FLOORS_VENV)/bin/python -m pip freeze | grep -iE '^(torch|numpy|matplotlib|tqdm|gymnasium|scipy|stable.baselines3)=='
-	$(FLOORS_VENV)/bin/pytest -p no:cacheprovider tests/package
+	OMP_NUM_THREADS=1 timeout $(FLOORS_TIMEOUT) $(FLOORS_VENV)/bin/python -m pytest -p no:cacheprovider --timeout $(FLOORS_TEST_TIMEOUT) tests/package
 
 # On a machine with a GPU (tools/gpu_check.py): the package tests with the conformance suite on CUDA,
 # the hot paths with every host synchronisation an error, every chapter, and the GAE benchmark on

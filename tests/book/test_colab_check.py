@@ -50,12 +50,12 @@ def test_colab_file_has_every_package_the_check_guards():
 
 def test_an_install_that_leaves_colab_alone_passes_and_is_reported():
     after = BEFORE.replace("requests==2.32.4", "requests==2.33.0") + "gaebook==0.1.0\n"
-    after = after.replace("transformers==5.15.0", "transformers==5.10.4")
+    after = after.replace("transformers==5.15.0", "transformers==5.16.0")
     lines, problems = check.diff(check.parse_freeze(BEFORE), check.parse_freeze(after))
     assert lines == [
         "added    gaebook 0.1.0",
         "upgraded requests 2.32.4 -> 2.33.0",
-        "DOWNGRADED transformers 5.15.0 -> 5.10.4",
+        "upgraded transformers 5.15.0 -> 5.16.0",
     ]
     assert problems == []
 
@@ -66,6 +66,9 @@ def test_an_install_that_leaves_colab_alone_passes_and_is_reported():
         ("ipykernel==6.17.1", "ipykernel==6.29.5", "ipykernel, one of Colab's fragile packages"),
         ("ipykernel==6.17.1", "", "ipykernel, one of Colab's fragile packages"),
         ("numpy==2.1.3", "numpy==1.26.4", "numpy downgraded"),
+        # any package Colab ships, not only those the chapters rely on (verl's pins did this)
+        ("transformers==5.15.0", "transformers==5.10.4", "transformers downgraded from Colab's 5.15.0 to 5.10.4"),
+        ("requests==2.32.4", "requests==2.32.3", "requests downgraded"),
         ("scipy==1.16.3", "", "scipy removed"),
         (
             "torch @ https://download.pytorch.org/whl/cpu/torch-2.11.0%2Bcpu-cp313-cp313-manylinux_2_28_x86_64.whl",
@@ -74,7 +77,7 @@ def test_an_install_that_leaves_colab_alone_passes_and_is_reported():
         ),
     ],
 )
-def test_a_fragile_change_or_a_guarded_downgrade_fails(old, new, problem):
+def test_a_fragile_change_a_downgrade_or_a_guarded_removal_fails(old, new, problem):
     lines, problems = check.diff(check.parse_freeze(BEFORE), check.parse_freeze(BEFORE.replace(old, new)))
     assert len(lines) == 1 and len(problems) == 1 and problems[0].startswith(problem), problems
 
@@ -93,6 +96,13 @@ def test_the_diff_command_exits_non_zero_on_a_problem(tmp_path):
     command = [sys.executable, str(ROOT / "tools" / "colab" / "check.py"), "diff", str(before), str(after)]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 1 and "numpy downgraded from Colab's 2.1.3 to 2.0.0" in result.stdout
+    assert "no fragile or downgraded package" not in result.stdout
+    after.write_text(BEFORE.replace("transformers==5.15.0", "transformers==5.10.4"))
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1 and "transformers downgraded from Colab's 5.15.0 to 5.10.4" in result.stdout
+    after.write_text(BEFORE.replace("requests==2.32.4", "requests==2.33.0"))
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.endswith("1 packages changed\nno fragile or downgraded package\n")
     after.write_text(BEFORE)
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0 and "the install changed nothing" in result.stdout
@@ -102,7 +112,10 @@ def test_the_installs_are_every_install_cells_extras_at_one_version_then_each_ce
     first, *others = check.installs("9.9.9")
     assert len(first) == 1
     extras = set(re.fullmatch(r"gaebook\[([\w,]+)\]==9\.9\.9", first[0])[1].split(","))
-    assert ["--ignore-requires-python", "verl==0.9.1"] in others  # the verl page's: verl declares Python < 3.13
+    # the verl page's: verl declares Python < 3.13, and verl's and tensordict's own requirements would
+    # downgrade Colab's transformers and packaging
+    verl_line = ["--ignore-requires-python", "--no-deps", "verl==0.9.1", "tensordict==0.10.0", "pyvers==0.1.0"]
+    assert verl_line in others
     assert len(others) == len({tuple(line) for line in others})  # each install once
     for path in check.notebooks():
         cell = check.code_cells(path)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from importlib.metadata import requires
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import tomllib
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import gaebook
 
@@ -28,9 +30,12 @@ def toc_files() -> list[str]:
 # the libraries it runs beside gaebook's, in this order (tests/book/test_chapters.py checks that the chapter
 # imports what each brings). Never the book extra: Jupyter Book and Sphinx have no place in Colab.
 INSTALL_EXTRAS = ("notebook", "sb3", "hf", "trl", "verl")
-# verl 0.9.1 declares Requires-Python <3.13 and runs on Colab's Python 3.13 (make colab runs the page there):
-# on 3.13 the verl extra leaves verl out, and a cell that installs that extra installs verl with this line.
-VERL_LINE = '\n    %pip install --ignore-requires-python "verl==0.9.1"'
+# verl 0.9.1 declares Requires-Python <3.13 and transformers <5.11 and runs on Colab's Python 3.13 and
+# transformers (make colab runs the page there): on 3.13 the verl extra leaves verl out, and a cell that
+# installs that extra installs verl with this line, without its requirements, beside tensordict and pyvers,
+# whose requirements would downgrade Colab's packaging; the extra brings the rest of what the three require.
+VERL_LINE = '\n    %pip install --ignore-requires-python --no-deps "verl==0.9.1" "tensordict==0.10.0" "pyvers==0.1.0"'
+NO_DEPS = ("verl", "tensordict", "pyvers")
 
 
 def install_cell(extras: str, version: str) -> str:
@@ -119,6 +124,37 @@ def test_the_verl_line_installs_the_verl_the_extra_leaves_out_on_colabs_python()
     assert install_extras(install_cell("notebook,verl", gaebook.__version__)) == ["notebook", "verl"]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     verl = next(r for r in map(Requirement, project["optional-dependencies"]["verl"]) if r.name == "verl")
-    pinned = re.search(r'"verl==([^"]+)"', VERL_LINE)[1]
-    assert pinned in verl.specifier and pinned == installed_version("verl")  # the verl the page quotes
+    pinned = dict(re.findall(r'"([\w-]+)==([^"]+)"', VERL_LINE))
+    assert list(pinned) == list(NO_DEPS)
+    assert pinned["verl"] in verl.specifier
+    assert all(pinned[d] == installed_version(d) for d in NO_DEPS)  # the versions the page runs here
     assert verl.marker.evaluate({"python_version": "3.12"}) and not verl.marker.evaluate({"python_version": "3.13"})
+
+
+def on_313(requirements: list[str]) -> dict[str, Requirement]:
+    """The requirements among ``requirements`` that hold on Python 3.13 (no extra asked for), by name."""
+    found = map(Requirement, requirements)
+    on = {"python_version": "3.13"}
+    return {canonicalize_name(r.name): r for r in found if r.marker is None or r.marker.evaluate(on)}
+
+
+def test_on_colabs_python_the_verl_extra_brings_what_the_no_deps_line_leaves_out():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    brought = on_313(project["dependencies"] + extras["hf"] + extras["verl"])
+    only_313 = {canonicalize_name(Requirement(r).name) for r in extras["verl"] if "python_version >= '3.13'" in r}
+    # every requirement of the three as it is declared, but the three themselves and the two bounds the book
+    # runs beyond, at Colab's versions: verl's transformers <5.11 and pyvers' packaging <26
+    beyond = {("verl", "transformers"), ("pyvers", "packaging")}
+    needed = [
+        (dist, name, r)
+        for dist in NO_DEPS
+        for name, r in on_313(requires(dist) or []).items()
+        if name not in NO_DEPS and (dist, name) not in beyond
+    ]
+    assert len(needed) > 10 and all(name in brought for _, name in beyond)
+    for dist, name, requirement in needed:
+        assert name in brought, f"{dist} requires {requirement}: not in the verl extra on Python 3.13"
+        if name in only_313:
+            assert set(requirement.specifier) <= set(brought[name].specifier), (dist, requirement, brought[name])
+    assert only_313 <= {name for _, name, _ in needed}, "the extra brings more than the three require"

@@ -14,10 +14,11 @@
   for each install).
 * ``installs VERSION``: the pip install commands that install what every chapter's install cell installs,
   one line of shell-quoted arguments each: the requirement of the union of their extras at VERSION, then
-  each other ``%pip install`` line of a cell (the verl page's, which installs verl with
-  ``--ignore-requires-python``), in the order of the chapters.
+  each other ``%pip install`` line of a cell (the verl page's, which installs verl, tensordict and pyvers
+  with ``--ignore-requires-python --no-deps``), in the order of the chapters.
 * ``diff BEFORE AFTER``: every package the install added, removed or changed between two
-  ``pip freeze`` outputs; fails on any change of a fragile package or a downgrade of a guarded one.
+  ``pip freeze`` outputs; fails on any change of a fragile package, any downgrade of a package BEFORE holds
+  (Colab's, at Colab's versions, and what they need) and the removal of a guarded one.
 * ``imports``: a Python script importing every chapter's imports, for the environment's python to run.
 * ``execute NOTEBOOK...``: runs each notebook alone in an empty folder under the running python's
   kernel (nbclient), and fails if any cell fails.
@@ -43,7 +44,8 @@ FREEZE = HERE / "pip-freeze.txt"
 
 # Colab's kernel and front-end stack: an install that changes any of them breaks the session.
 FRAGILE = ("ipython", "ipykernel", "jupyter-client", "notebook", "traitlets", "tornado", "pyzmq", "prompt-toolkit")
-# What Colab ships and the chapters rely on: an install may upgrade these, never downgrade them.
+# What Colab ships and the chapters rely on: always in the environment, and an install may upgrade these,
+# never remove them (nor downgrade them, like any other package).
 GUARDED = ("torch", "numpy", "matplotlib", "scipy", "sphinx", "docutils")
 # The installer and what runs the chapters in the environment, as Colab has them.
 RUNNER = ("pip", "nbclient", "nbformat")
@@ -162,7 +164,7 @@ def diff(before: dict[str, str], after: dict[str, str]) -> tuple[list[str], list
         else:
             down = version_key(new) < version_key(old)
             lines.append(f"{'DOWNGRADED' if down else 'upgraded'} {name} {old} -> {new}")
-            if name in GUARDED and down:
+            if down:
                 problems.append(f"{name} downgraded from Colab's {old} to {new}")
         if name in FRAGILE:
             problems.append(f"{name}, one of Colab's fragile packages, changed: {old} -> {new}")
@@ -235,6 +237,7 @@ def main() -> None:
         if problems:
             print("\n".join(["", "Colab's runtime would break:", *problems]))
             sys.exit(1)
+        print("no fragile or downgraded package")
     elif args.command == "imports":
         print(imports_script(), end="")
     else:

@@ -4,7 +4,8 @@ RLHF replaces an exact score by a model of preferences (Christiano et al., 2017;
 2019; Ouyang et al., 2022). The pieces, in the order they are used:
 
 * :func:`preference_pairs`: two responses to each prompt sampled from a policy, ranked by the
-  task's true score, each label flipped with probability ``flip_prob`` (a noisy annotator);
+  task's true score, each label flipped with probability ``flip_prob`` (a noisy annotator), or,
+  with probability ``length_bias``, given to the longer response (an annotator who likes length);
 * :class:`RewardModel`: a causal backbone and a linear head, read at the last valid token of the
   response (its ``<eos>``): the score of the whole response, since only there has the model read
   all of it;
@@ -137,7 +138,9 @@ class PreferencePairs:
 
     ``prompts`` long ``(N, P)`` left-padded; ``chosen`` and ``rejected`` long ``(N, T)`` with bool
     masks ``chosen_mask`` and ``rejected_mask`` ``(N, T)``; ``flipped`` bool ``(N,)``: the label
-    was flipped, so ``chosen`` has the *lower* true score; ``texts`` the ``N`` prompts.
+    was flipped, so ``chosen`` has the *lower* true score; ``by_length`` bool ``(N,)``: the label
+    was given by length, so ``chosen`` is the longer response, whatever the true scores (never
+    ``flipped``); ``texts`` the ``N`` prompts.
     """
 
     texts: list[str]
@@ -147,6 +150,7 @@ class PreferencePairs:
     rejected: Tensor
     rejected_mask: Tensor
     flipped: Tensor
+    by_length: Tensor
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -164,16 +168,22 @@ def preference_pairs(
     max_new_tokens: int | None = None,
     temperature: float = 1.0,
     truncation_penalty: float = 1.0,
+    length_bias: float = 0.0,
 ) -> PreferencePairs:
     """Synthetic preferences: two sampled responses per prompt, ranked by the task's true score, with label noise.
 
     ``policy`` answers each of ``n_prompts`` fresh prompts twice. The true score of a response is
     the task's exact match minus ``truncation_penalty`` if it never emitted ``<eos>`` (the score
     :func:`gaebook.lm.ppo.finetune` uses without a scorer, at ``LMPPOConfig``'s default penalty).
-    A pair whose two scores are equal says nothing about the order and is dropped, so ``N ≤
+    Each pair is judged in one of two ways. With probability ``length_bias`` independently, if
+    its two responses differ in length (valid tokens, ``<eos>`` included), the annotator prefers
+    the longer one whatever the scores (``by_length``): label noise correlated with length, the
+    systematic bias of human preference data for longer answers. Otherwise the true scores decide:
+    a pair whose two scores are equal says nothing about the order and is dropped, so ``N ≤
     n_prompts``; in the others the better response is ``chosen``, and then, with probability
-    ``flip_prob`` independently, the label is swapped (``flipped``). The prompts and the flips are
-    drawn from ``generator``, the responses too; the responses are decoded on the host once.
+    ``flip_prob`` independently, the label is swapped (``flipped``). The prompts, the flips and
+    (only if ``length_bias > 0``) the length judgements are drawn from ``generator``, the responses
+    too; the responses are decoded on the host once.
 
     Returns:
         :class:`PreferencePairs` on the policy's device.
@@ -184,6 +194,7 @@ def preference_pairs(
         raise TypeError(f"task must be a gaebook.lm.tasks.Task; got {type(task).__name__}")
     check_positive_int("n_prompts", n_prompts)
     check_unit_interval("flip_prob", flip_prob)
+    check_unit_interval("length_bias", length_bias)
     check_non_negative("truncation_penalty", truncation_penalty)
     device = next(policy.parameters()).device
     texts = task.prompts(n_prompts, generator=generator)
@@ -198,9 +209,16 @@ def preference_pairs(
     )
     correct = task.reward(doubled, [tok.decode(t) for t in s.tokens.cpu()]).to(device)
     score = token_mdp.truncation_penalty(correct, s.truncated, truncation_penalty).view(n_prompts, 2)
+    length = s.mask.sum(1).view(n_prompts, 2)
     flip = torch.rand(n_prompts, generator=generator, device=generator.device).to(device) < flip_prob
-    first_better = (score[:, 0] > score[:, 1]) ^ flip  # the row whose response is labelled chosen: 0 or 1
-    keep = torch.nonzero(score[:, 0] != score[:, 1]).squeeze(1)  # one read: N is the data's size
+    by_length = torch.zeros(n_prompts, dtype=torch.bool, device=device)
+    if length_bias > 0:  # drawn only then: without the bias, the generator gives the same pairs as without the draw
+        judged = torch.rand(n_prompts, generator=generator, device=generator.device).to(device) < length_bias
+        by_length = judged & (length[:, 0] != length[:, 1])
+    flip &= ~by_length
+    # the row whose response is labelled chosen: 0 or 1
+    first_better = torch.where(by_length, length[:, 0] > length[:, 1], (score[:, 0] > score[:, 1]) ^ flip)
+    keep = torch.nonzero(by_length | (score[:, 0] != score[:, 1])).squeeze(1)  # one read: N is the data's size
     rows = torch.arange(n_prompts, device=device) * 2
     chosen_row = (rows + (~first_better).long())[keep]
     rejected_row = (rows + first_better.long())[keep]
@@ -212,6 +230,7 @@ def preference_pairs(
         s.tokens[rejected_row],
         s.mask[rejected_row],
         flip[keep],
+        by_length[keep],
     )
 
 

@@ -135,7 +135,8 @@ def toy_pairs(n: int, seed: int) -> PreferencePairs:
     mask = torch.ones(n, 2, dtype=torch.bool)
     chosen = torch.tensor([[CLOSE, EOS]]).expand(n, 2)
     rejected = torch.tensor([[OPEN, EOS]]).expand(n, 2)
-    return PreferencePairs(texts, prompts, chosen, mask, rejected, mask, torch.zeros(n, dtype=torch.bool))
+    never = torch.zeros(n, dtype=torch.bool)
+    return PreferencePairs(texts, prompts, chosen, mask, rejected, mask, never, never)
 
 
 def test_the_reward_model_learns_a_separable_preference_and_its_accuracy_says_so() -> None:
@@ -155,6 +156,7 @@ def test_the_reward_model_learns_a_separable_preference_and_its_accuracy_says_so
         held_out.chosen,
         held_out.chosen_mask,
         held_out.flipped,
+        held_out.by_length,
     )
     assert preference_accuracy(model, swapped).item() == 0.0
 
@@ -184,6 +186,53 @@ def test_preference_pairs_rank_by_the_true_score_and_flip_every_label_at_probabi
     chosen, rejected = true_scores(pairs, "chosen"), true_scores(pairs, "rejected")
     assert ((chosen > rejected) if flip_prob == 0 else (chosen < rejected)).all()
     assert bool(pairs.flipped.all()) == (flip_prob == 1) and bool(pairs.flipped.any()) == (flip_prob == 1)
+    assert not pairs.by_length.any()
+
+
+@pytest.mark.parametrize("flip_prob", [0.0, 1.0])
+def test_preference_pairs_with_a_full_length_bias_prefer_the_longer_response_whenever_lengths_differ(
+    flip_prob: float,
+) -> None:
+    pairs = preference_pairs(
+        HFPolicy(llama()),
+        TASK,
+        CHARS,
+        300,
+        flip_prob=flip_prob,
+        length_bias=1.0,
+        generator=torch.Generator().manual_seed(2),
+        max_new_tokens=3,
+    )
+    chosen_len, rejected_len = pairs.chosen_mask.sum(1), pairs.rejected_mask.sum(1)
+    assert torch.equal(pairs.by_length, chosen_len != rejected_len)
+    assert (chosen_len[pairs.by_length] > rejected_len[pairs.by_length]).all()
+    # some longer responses are the worse ones: the labels follow length, not the true score
+    chosen, rejected = true_scores(pairs, "chosen"), true_scores(pairs, "rejected")
+    assert (chosen[pairs.by_length] < rejected[pairs.by_length]).any()
+    # pairs of equal length are judged by the true score, and only they are flipped
+    by_score = ~pairs.by_length
+    assert 5 < int(by_score.sum()) < len(pairs)
+    assert torch.equal(pairs.flipped, by_score & (flip_prob == 1))
+    assert ((chosen > rejected) if flip_prob == 0 else (chosen < rejected))[by_score].all()
+
+
+def test_preference_pairs_judge_by_length_at_the_given_rate() -> None:
+    pairs = preference_pairs(
+        HFPolicy(llama()),
+        TASK,
+        CHARS,
+        1000,
+        flip_prob=0.0,
+        length_bias=0.4,
+        generator=torch.Generator().manual_seed(3),
+        max_new_tokens=3,
+    )
+    chosen, rejected = true_scores(pairs, "chosen"), true_scores(pairs, "rejected")
+    # a pair that differs in length and in score is kept whichever way it is judged: its rate is the bias
+    either = (pairs.chosen_mask.sum(1) != pairs.rejected_mask.sum(1)) & (chosen != rejected)
+    n, rate = int(either.sum()), pairs.by_length[either].float().mean().item()
+    assert n > 100 and abs(rate - 0.4) < 4 * math.sqrt(0.4 * 0.6 / n)
+    assert (chosen > rejected)[~pairs.by_length].all()
 
 
 def test_preference_pairs_flip_labels_at_the_given_rate() -> None:
@@ -206,6 +255,8 @@ def test_preference_pairs_refuse_bad_arguments() -> None:
     policy, gen = HFPolicy(llama()), torch.Generator()
     with pytest.raises(ValueError, match="flip_prob"):
         preference_pairs(policy, TASK, CHARS, 10, flip_prob=1.5, generator=gen)
+    with pytest.raises(ValueError, match="length_bias"):
+        preference_pairs(policy, TASK, CHARS, 10, flip_prob=0.1, length_bias=-0.1, generator=gen)
     with pytest.raises(ValueError, match="n_prompts"):
         preference_pairs(policy, TASK, CHARS, 0, flip_prob=0.1, generator=gen)
     with pytest.raises(TypeError, match="policy"):

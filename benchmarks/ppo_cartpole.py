@@ -38,6 +38,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -227,14 +228,11 @@ class TorchPolicy:
 # --- gaebook ---------------------------------------------------------------------------------------
 
 
-def run_gaebook(seed: int, eval_envs: gym.vector.VectorEnv) -> Run:
-    cfg, run = GAEBOOK, Run()
-    batch, every = cfg.n_envs * cfg.n_steps, eval_period(cfg.n_envs * cfg.n_steps)
-    eval_gen = torch.Generator().manual_seed(10_000 + seed)
-    watch = Stopwatch()
-    gen = torch.Generator().manual_seed(seed)
-    env = CartPole((1, cfg.n_envs), generator=gen)
-    agent = ActorCritic(CartPole.observation_size, n_actions=CartPole.n_actions, generator=gen, **GAEBOOK_NET)
+def evaluating_stop(run: Run, cfg: PPOConfig, watch: Stopwatch, score: Callable[[], float]) -> Callable[[int], bool]:
+    """``train``'s ``stop`` for ``run``: at every evaluation period (and the last iteration) the clock
+    pauses while ``score()`` measures the greedy policy, and training stops once it is solved."""
+    batch = cfg.n_envs * cfg.n_steps
+    every = eval_period(batch)
 
     def stop(iteration: int) -> bool:
         run.iterations, run.steps = iteration, iteration * batch
@@ -242,8 +240,7 @@ def run_gaebook(seed: int, eval_envs: gym.vector.VectorEnv) -> Run:
             return False
         watch.pause()
         start = time.perf_counter()
-        eval_env = CartPole((1, EVAL_EPISODES), generator=eval_gen)
-        run.score = evaluate(eval_env, agent, max_steps=MAX_EPISODE_STEPS, generator=eval_gen).mean().item()
+        run.score = score()
         run.evals += 1
         run.eval_time += time.perf_counter() - start
         run.solved = run.score >= SOLVED
@@ -251,7 +248,22 @@ def run_gaebook(seed: int, eval_envs: gym.vector.VectorEnv) -> Run:
             watch.resume()
         return run.solved
 
-    train(env, agent, cfg, generator=gen, progress=False, stop=stop)
+    return stop
+
+
+def run_gaebook(seed: int, eval_envs: gym.vector.VectorEnv) -> Run:
+    cfg, run = GAEBOOK, Run()
+    eval_gen = torch.Generator().manual_seed(10_000 + seed)
+    watch = Stopwatch()
+    gen = torch.Generator().manual_seed(seed)
+    env = CartPole((1, cfg.n_envs), generator=gen)
+    agent = ActorCritic(CartPole.observation_size, n_actions=CartPole.n_actions, generator=gen, **GAEBOOK_NET)
+
+    def score() -> float:
+        eval_env = CartPole((1, EVAL_EPISODES), generator=eval_gen)
+        return evaluate(eval_env, agent, max_steps=MAX_EPISODE_STEPS, generator=eval_gen).mean().item()
+
+    train(env, agent, cfg, generator=gen, progress=False, stop=evaluating_stop(run, cfg, watch, score))
     run.time = watch.elapsed
     run.cross = gymnasium_greedy_score(greedy_numpy(agent, gen), 20_000 + seed, eval_envs)
     return run
@@ -270,28 +282,16 @@ def greedy_numpy(agent: ActorCritic, gen: torch.Generator):
 def run_gaebook_zoo(seed: int, eval_envs: gym.vector.VectorEnv) -> Run:
     """gaebook with the zoo's settings on Gymnasium's CartPole, evaluated as sb3 is."""
     cfg, run = GAEBOOK_ZOO, Run()
-    batch, every = cfg.n_envs * cfg.n_steps, eval_period(cfg.n_envs * cfg.n_steps)
     watch = Stopwatch()
     gen = torch.Generator().manual_seed(seed)
     env = GymnasiumVectorEnv("CartPole-v1", cfg.n_envs, seed=seed)
     agent = ActorCritic(env.observation_size, n_actions=env.n_actions, generator=gen, **GAEBOOK_ZOO_NET)
     policy = greedy_numpy(agent, gen)
 
-    def stop(iteration: int) -> bool:
-        run.iterations, run.steps = iteration, iteration * batch
-        if iteration % every and iteration != cfg.n_iterations:
-            return False
-        watch.pause()
-        start = time.perf_counter()
-        run.score = gymnasium_greedy_score(policy, 10_000 + 1000 * seed + run.evals, eval_envs)
-        run.evals += 1
-        run.eval_time += time.perf_counter() - start
-        run.solved = run.score >= SOLVED
-        if not run.solved:
-            watch.resume()
-        return run.solved
+    def score() -> float:
+        return gymnasium_greedy_score(policy, 10_000 + 1000 * seed + run.evals, eval_envs)
 
-    train(env, agent, cfg, generator=gen, progress=False, stop=stop)
+    train(env, agent, cfg, generator=gen, progress=False, stop=evaluating_stop(run, cfg, watch, score))
     run.time = watch.elapsed
     env.close()
     eval_gen = torch.Generator().manual_seed(20_000 + seed)

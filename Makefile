@@ -39,9 +39,9 @@ book-cached: $(STAMP)
 	rm -rf _build/html _build/.doctrees
 	$(BUILD_BOOK)
 
-# The student edition: notebooks without solutions, and the site with solutions hidden, built from
-# the cache of the last `make book` (or executing the notebooks if there is none); then the browser
-# tests check that no page shows a solution.
+# The student edition: notebooks without solutions, and the site built from them with the outputs of
+# the last `make book` or `make notebooks` (from its jupyter-cache: nothing is executed again); then the
+# browser tests check that no page shows a solution.
 student: $(STAMP) browser-deps axe-deps
 	rm -rf _build/student
 	$(BIN)/python tools/student.py notebooks _build/student/notebooks

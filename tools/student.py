@@ -5,11 +5,11 @@ solutions removed: each ``{solution}`` directive (backtick or colon fence, of an
 code blocks included) and everything between ``{solution-start}`` and ``{solution-end}``, code
 cells too. The exercises stay.
 
-``python tools/student.py site OUT`` builds the HTML site into ``OUT`` from ``_config.yml`` with
-one change, sphinx-exercise's ``hide_solutions``, and strips the notebooks that its download
-buttons give. It executes the notebooks through the jupyter-cache of ``make book``
-(``_build/.jupyter_cache``), so after a book build it reuses those outputs and executes nothing;
-otherwise it executes them and fills the cache.
+``python tools/student.py site OUT`` builds the HTML site into ``OUT`` from the student notebooks,
+each carrying the outputs of the full notebook's execution in the jupyter-cache of ``make book``
+(``_build/.jupyter_cache``): the cells that stay are the same cells, so nothing is executed again.
+(sphinx-exercise's ``hide_solutions`` is set too, but it cannot hide a gated solution's code cells:
+they are gone from the notebooks before Sphinx reads them.)
 """
 
 from __future__ import annotations
@@ -138,37 +138,63 @@ def write_student_notebooks(source: Path, out: Path) -> list[Path]:
     return written
 
 
-def build_student_site(out: Path) -> int:
-    """Build the site with hidden solutions into ``out`` (warnings are errors); return Sphinx's status.
+# What the book's build reads from the repository's root besides the notebooks.
+SHARED = ("_config.yml", "_toc.yml", "references.bib", "_static", "_templates", "tools")
 
-    The notebooks that the pages' download buttons give (``out/_sources``) lose their solutions too.
+
+def write_student_sources(source: Path) -> None:
+    """The book's sources in ``source``, every notebook without its solutions and with the outputs of
+    the full notebook's execution from the jupyter-cache.
+
+    Raises:
+        ValueError: if a notebook has no execution in the cache (``make book`` first).
     """
+    import shutil
+
+    from jupyter_cache import get_cache
+
+    cache = get_cache(CACHE)
+    shutil.rmtree(source, ignore_errors=True)
+    (source / "book").mkdir(parents=True)
+    for name in SHARED:
+        (source / name).symlink_to(ROOT / name)
+    for page in sorted((ROOT / "book").iterdir()):
+        if page.suffix != ".ipynb":
+            (source / "book" / page.name).symlink_to(page)
+            continue
+        try:
+            _, executed = cache.merge_match_into_notebook(nbformat.read(page, as_version=4))
+        except KeyError as error:
+            raise ValueError(f"{page.name} has no execution in {CACHE}: build the book first") from error
+        nbformat.write(strip_solutions(executed, page.name), source / "book" / page.name)
+
+
+def build_student_site(out: Path) -> int:
+    """Build the site without solutions into ``out`` (warnings are errors); return Sphinx's status."""
     from jupyter_book.sphinx import build_sphinx
 
+    source = out.resolve().parent / "src"
+    write_student_sources(source)
     result = build_sphinx(
-        ROOT,
+        source,
         out,
         noconfig=True,
-        path_config=str(ROOT / "_config.yml"),
+        path_config=str(source / "_config.yml"),
         confoverrides={
-            "external_toc_path": (ROOT / "_toc.yml").as_posix(),
+            "external_toc_path": (source / "_toc.yml").as_posix(),
             "latex_individualpages": False,
             "nitpicky": True,
             "hide_solutions": True,
             # The book's PDF shows the solutions: the student site's download menu leaves it out.
             "book_pdf": "",
-            "nb_execution_mode": "cache",
-            "nb_execution_cache_path": str(CACHE),
+            "nb_execution_mode": "off",
         },
         builder="html",
+        doctreedir=source.parent / ".doctrees",
         warningiserror=True,
         keep_going=True,
     )
-    if isinstance(result, Exception) or result:
-        return 1
-    for source in sorted((out / "_sources").rglob("*.ipynb")):
-        nbformat.write(strip_solutions(nbformat.read(source, as_version=4), source.name), source)
-    return 0
+    return 1 if isinstance(result, Exception) or result else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,9 @@ code blocks included) and everything between ``{solution-start}`` and ``{solutio
 cells too. The exercises stay.
 
 ``python tools/student.py site OUT`` builds the HTML site into ``OUT`` from the student notebooks,
-each carrying the outputs of the full notebook's execution in the jupyter-cache of ``make book``
-(``_build/.jupyter_cache``): the cells that stay are the same cells, so nothing is executed again.
+each with the outputs of the full notebook's execution in the jupyter-cache of ``make book``
+(``_build/.jupyter_cache``), put in a jupyter-cache of their own: the cells that stay are the same
+cells, so nothing is executed again.
 (sphinx-exercise's ``hide_solutions`` is set too, but it cannot hide a gated solution's code cells:
 they are gone from the notebooks before Sphinx reads them.)
 """
@@ -142,9 +143,10 @@ def write_student_notebooks(source: Path, out: Path) -> list[Path]:
 SHARED = ("_config.yml", "_toc.yml", "references.bib", "_static", "_templates", "tools")
 
 
-def write_student_sources(source: Path) -> None:
-    """The book's sources in ``source``, every notebook without its solutions and with the outputs of
-    the full notebook's execution from the jupyter-cache.
+def write_student_sources(source: Path, student_cache: Path) -> None:
+    """The book's sources in ``source``, every notebook without its solutions, and a jupyter-cache in
+    ``student_cache`` that holds each of them with the outputs, and the execution time, of the full
+    notebook's execution in the book's jupyter-cache.
 
     Raises:
         ValueError: if a notebook has no execution in the cache (``make book`` first).
@@ -152,9 +154,12 @@ def write_student_sources(source: Path) -> None:
     import shutil
 
     from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
 
     cache = get_cache(CACHE)
     shutil.rmtree(source, ignore_errors=True)
+    shutil.rmtree(student_cache, ignore_errors=True)
+    students = get_cache(student_cache)
     (source / "book").mkdir(parents=True)
     for name in SHARED:
         (source / name).symlink_to(ROOT / name)
@@ -162,19 +167,24 @@ def write_student_sources(source: Path) -> None:
         if page.suffix != ".ipynb":
             (source / "book" / page.name).symlink_to(page)
             continue
+        notebook = nbformat.read(page, as_version=4)
         try:
-            _, executed = cache.merge_match_into_notebook(nbformat.read(page, as_version=4))
+            record = cache.match_cache_notebook(notebook)
         except KeyError as error:
             raise ValueError(f"{page.name} has no execution in {CACHE}: build the book first") from error
-        nbformat.write(strip_solutions(executed, page.name), source / "book" / page.name)
+        _, executed = cache.merge_match_into_notebook(notebook)
+        target = source / "book" / page.name
+        stripped = strip_solutions(executed, page.name)
+        nbformat.write(stripped, target)
+        students.cache_notebook_bundle(CacheBundleIn(stripped, str(target), data=record.data), check_validity=False)
 
 
 def build_student_site(out: Path) -> int:
     """Build the site without solutions into ``out`` (warnings are errors); return Sphinx's status."""
     from jupyter_book.sphinx import build_sphinx
 
-    source = out.resolve().parent / "src"
-    write_student_sources(source)
+    source, student_cache = out.resolve().parent / "src", out.resolve().parent / ".jupyter_cache"
+    write_student_sources(source, student_cache)
     result = build_sphinx(
         source,
         out,
@@ -187,7 +197,10 @@ def build_student_site(out: Path) -> int:
             "hide_solutions": True,
             # The book's PDF shows the solutions: the student site's download menu leaves it out.
             "book_pdf": "",
-            "nb_execution_mode": "off",
+            # Every notebook is found in the student cache: nothing runs, and the status page shows
+            # each notebook's execution as the book's build recorded it.
+            "nb_execution_mode": "cache",
+            "nb_execution_cache_path": str(student_cache),
         },
         builder="html",
         doctreedir=source.parent / ".doctrees",

@@ -29,7 +29,11 @@ English edition's); the markdown pages translated block by block; the configurat
 language set. It refuses a catalog that ``check`` would reject: no edition is built from stale text.
 
 ``python tools/i18n.py site OUT [LANG]`` writes those sources into ``_build/<LANG>/src`` and builds
-the translated site into ``OUT`` (strict, as the English one), executing nothing.
+the translated site into ``OUT`` (strict, as the English one), executing nothing. With ``--draft``,
+``sources`` and ``site`` keep the English of entries not yet translated: a preview for translators.
+
+``check`` also compares each translation's markup with its English: the roles and their targets, the
+glue keys, code spans, labels, directives and their options, link targets and math must be kept.
 """
 
 from __future__ import annotations
@@ -265,12 +269,76 @@ def problems(language: str, root: Path = ROOT) -> list[str]:
                 found.append(f"{entry.where}: untranslated")
             elif "fuzzy" in translated.flags:
                 found.append(f"{entry.where}: fuzzy (the English changed since it was translated)")
+            else:
+                found += [f"{entry.where}: {d}" for d in markup_differences(entry.text, translated.msgstr)]
+    return found
+
+
+_ROLE = re.compile(r"\{([\w:-]+)\}`([^`]*)`")
+_CODE = re.compile(r"(?<![}`])`([^`\n]+)`(?!`)")
+_LABEL = re.compile(r"^\(([^)\s]+)\)=\s*$", re.M)
+_DIRECTIVE = re.compile(r"^ {0,3}(?:`{3,}|:{3,})\{([\w:-]+)\}", re.M)
+_OPTION = re.compile(r"^\s*:(label|name|class|tags|width|align|enumerated|nonumber):\s*(.*?)\s*$", re.M)
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
+_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$")
+
+
+def _role_target(role: str, content: str) -> str:
+    """What a role points at: its target (``text <target>``) or its content; glue keys and math whole."""
+    if role in ("math", "glue:text", "glue:", "glue", "glue:any", "glue:figure", "glue:math"):
+        return content
+    match = re.search(r"<([^<>]+)>\s*$", content)
+    return match.group(1) if match else content
+
+
+def markup(text: str) -> dict[str, list[str]]:
+    """The parts of a piece of markdown that a translation must keep as they are, each kind sorted.
+
+    Labels, directives, their options and display math must come back in the same number and order;
+    roles (with their targets and glue keys), code spans, link targets and inline math as the same set,
+    since a translation may say a thing twice or once where the English did the opposite."""
+    display = _DISPLAY_MATH.findall(text)
+    rest = _DISPLAY_MATH.sub(" ", text)
+    roles = [f"{{{r}}}{_role_target(r, c)}" for r, c in _ROLE.findall(rest)]
+    rest = _ROLE.sub(" ", rest)
+    inline = _INLINE_MATH.findall(_CODE.sub(" ", rest))
+    return {
+        "label": _LABEL.findall(text),
+        "directive": _DIRECTIVE.findall(text),
+        "option": [f":{k}: {v}" for k, v in _OPTION.findall(text)],
+        "display math": [" ".join(m.split()) for m in display],
+        "role": sorted(set(roles)),
+        "code": sorted(set(_CODE.findall(rest))),
+        "link": sorted(set(_LINK.findall(rest))),
+        "inline math": sorted({" ".join(m.split()) for m in inline}),
+    }
+
+
+def markup_differences(english: str, translated: str) -> list[str]:
+    """How ``translated`` breaks the markup of ``english``: roles, glue keys, code, labels, directives,
+    link targets or math that it drops, adds or changes. Empty when the markup is kept."""
+    found = []
+    source, target = markup(english), markup(translated)
+    for kind, expected in source.items():
+        got = target[kind]
+        if got == expected:
+            continue
+        missing = [x for x in expected if x not in got]
+        extra = [x for x in got if x not in expected]
+        parts = [f"missing {missing[:3]!r}" if missing else "", f"not in the English {extra[:3]!r}" if extra else ""]
+        detail = (
+            "; ".join(p for p in parts if p)
+            or f"{len(expected)} in the English, {len(got)} in the translation, or in another order"
+        )
+        found.append(f"{kind}: {detail}")
     return found
 
 
 def _translations(name: str, language: str, root: Path) -> dict[str, str]:
     path = root / "locales" / language / "LC_MESSAGES" / f"{name}.po"
-    return {e.msgctxt: e.msgstr for e in polib.pofile(str(path)) if not e.obsolete}
+    po = polib.pofile(str(path)) if path.exists() else []
+    return {e.msgctxt: e.msgstr for e in po if not e.obsolete and e.msgstr.strip() and "fuzzy" not in e.flags}
 
 
 def _with_outputs(notebook: nbformat.NotebookNode, page: Path, cache_path: Path) -> nbformat.NotebookNode:
@@ -292,7 +360,7 @@ def translate_notebook(page: Path, strings: dict[str, str], cache_path: Path | N
     translated = copy.deepcopy(notebook)
     for cell in translated.cells:
         if cell.cell_type == "markdown" and cell.source.strip():
-            cell.source = strings[cell.id]
+            cell.source = strings.get(cell.id, cell.source)
         elif cell.cell_type == "code":
             for path, suffix in FIGURE_TEXTS:
                 if isinstance(_get(cell.metadata, path), str) and f"{cell.id}:{suffix}" in strings:
@@ -305,27 +373,31 @@ def translate_notebook(page: Path, strings: dict[str, str], cache_path: Path | N
 
 def translate_page(page: Path, strings: dict[str, str], root: Path = ROOT) -> str:
     """The translated text of a markdown page: each block with prose translated, the others as they are."""
-    translated = {e.index: strings[e.context] for e in page_entries(page, root)}
+    translated = {e.index: strings[e.context] for e in page_entries(page, root) if e.context in strings}
     blocks = markdown_blocks(page.read_text())
     return "\n\n".join(translated.get(i, block) for i, block in enumerate(blocks)) + "\n"
 
 
-def write_sources(out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE) -> None:
-    """The translated book's sources in ``out`` (see the module's docstring)."""
+def write_sources(
+    out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE, draft: bool = False
+) -> None:
+    """The translated book's sources in ``out`` (see the module's docstring). A ``draft`` keeps the English
+    of every entry that is not translated and current, for translators to preview their work; it is
+    never published."""
     stale = problems(language, root)
-    if stale:
+    if stale and not draft:
         raise ValueError(f"{len(stale)} entries of {language} are not current; the first: {stale[0]}")
     out.mkdir(parents=True, exist_ok=True)
     book_strings = _translations(BOOK_CATALOG, language, root)
     config = yaml.safe_load((root / "_config.yml").read_text())
-    config["title"] = book_strings["title"]
+    config["title"] = book_strings.get("title", config["title"])
     config.setdefault("sphinx", {}).setdefault("config", {})["language"] = language
     config["execute"]["execute_notebooks"] = "off"  # the outputs come with the notebooks
     (out / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     for part in toc.get("parts", []):
         if "caption" in part:
-            part["caption"] = book_strings[f"part:{part['caption']}"]
+            part["caption"] = book_strings.get(f"part:{part['caption']}", part["caption"])
     (out / "_toc.yml").write_text(yaml.safe_dump(toc, allow_unicode=True, sort_keys=False))
     for shared in ("_static", "_templates", "tools", "references.bib"):
         link = out / shared
@@ -341,7 +413,9 @@ def write_sources(out: Path, language: str, root: Path = ROOT, cache_path: Path 
             target.write_text(translate_page(page, strings, root))
 
 
-def build_site(out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE) -> int:
+def build_site(
+    out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE, draft: bool = False
+) -> int:
     """Build the ``language`` edition's HTML into ``out`` from its sources; return Sphinx's status."""
     import shutil
 
@@ -349,7 +423,7 @@ def build_site(out: Path, language: str, root: Path = ROOT, cache_path: Path | N
 
     source = root / "_build" / language / "src"
     shutil.rmtree(source, ignore_errors=True)
-    write_sources(source, language, root, cache_path)
+    write_sources(source, language, root, cache_path, draft)
     result = build_sphinx(
         source,
         out,
@@ -379,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         command = commands.add_parser(name)
         command.add_argument("out", type=Path)
         command.add_argument("language", nargs="?", default=LANGUAGES[0], choices=LANGUAGES)
+        command.add_argument("--draft", action="store_true", help="keep the English of untranslated entries")
     args = parser.parse_args(argv)
     if args.command == "update":
         for name, counts in update(args.language).items():
@@ -389,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(found) if found else f"every entry of {args.language} is translated and current")
         return 1 if found else 0
     if args.command == "site":
-        return build_site(args.out, args.language)
-    write_sources(args.out, args.language)
+        return build_site(args.out, args.language, draft=args.draft)
+    write_sources(args.out, args.language, draft=args.draft)
     return 0
 
 

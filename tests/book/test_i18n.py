@@ -111,9 +111,56 @@ def test_changing_one_english_sentence_fails_the_check_until_the_translation_is_
     assert i18n.problems(LANG, root) == ["book/ch.ipynb, cell 3: fuzzy (the English changed since it was translated)"]
     po = polib.pofile(str(root / "locales" / LANG / "LC_MESSAGES" / "ch.po"))
     revised = po.find("Changed prose with {glue:text}`x`.", by="msgid")
-    revised.msgstr, revised.flags = "译：改了", []
+    revised.msgstr, revised.flags = "译：改了 {glue:text}`x`", []
     po.save()
     assert i18n.problems(LANG, root) == []
+
+
+def test_a_translation_that_breaks_the_markup_fails_the_check(tmp_path):
+    root = make_book(tmp_path)
+    i18n.update(LANG, root)
+    translate_all(root)
+    po = polib.pofile(str(root / "locales" / LANG / "LC_MESSAGES" / "ch.po"))
+    po.find("more", by="msgctxt").msgstr = "更多文字，数值是 x。"  # the glue role is gone
+    po.save()
+    assert i18n.problems(LANG, root) == ["book/ch.ipynb, cell 3: role: missing ['{glue:text}x']"]
+
+
+@pytest.mark.parametrize(
+    ("english", "translated", "kind"),
+    [
+        ("See {doc}`the proof <04_mathematics>`.", "见{doc}`证明 <05_ppo_gae>`。", "role"),
+        ("Call `gae(x)`.", "调用 gae(x)。", "code"),
+        ("(sec-a)=\n## A", "## 甲", "label"),
+        ("```{admonition} Note\nText\n```", "```{note}\n文字\n```", "directive"),
+        ("```{figure} a.png\n:name: fig-a\nText\n```", "```{figure} a.png\n:name: fig-b\n文字\n```", "option"),
+        ("[TRL](https://github.com/huggingface/trl)", "[TRL](https://github.com/trl)", "link"),
+        ("$$\nx = 1\n$$ (eq-a)", "$$\nx = 2\n$$ (eq-a)", "display math"),
+        ("with $\\lambda < 1$ only", "仅当 $\\lambda \\le 1$", "inline math"),
+    ],
+)
+def test_markup_differences_name_each_kind_of_broken_markup(english, translated, kind):
+    found = i18n.markup_differences(english, translated)
+    assert [f.split(":")[0] for f in found] == [kind]
+
+
+def test_markup_that_is_kept_passes_even_when_the_words_are_reordered():
+    english = "With $\\gamma$ and {glue:text}`k:.2f` the `gae` call returns; see {ref}`the box <box-a>`."
+    translated = "调用 `gae` 时（{glue:text}`k:.2f`，见{ref}`该框 <box-a>`），用 $\\gamma$ 与 $\\gamma$。"
+    assert i18n.markup_differences(english, translated) == []
+
+
+def test_a_draft_keeps_the_english_of_untranslated_entries(tmp_path):
+    root = make_book(tmp_path / "en")
+    i18n.update(LANG, root)
+    po = polib.pofile(str(root / "locales" / LANG / "LC_MESSAGES" / "ch.po"))
+    po.find("title", by="msgctxt").msgstr = "# 章"
+    po.save()
+    out = tmp_path / "zh"
+    i18n.write_sources(out, LANG, root, cache_path=None, draft=True)
+    chinese = nbformat.read(out / "book" / "ch.ipynb", as_version=4)
+    assert [c.source for c in chinese.cells if c.cell_type == "markdown"] == ["# 章", "More prose with {glue:text}`x`."]
+    assert (out / "book" / "intro.md").read_text() == INTRO
 
 
 def test_moving_cells_keeps_every_translation(tmp_path):

@@ -28,9 +28,12 @@ from the catalogs, each with the outputs of the English build's execution (from 
 English edition's); the markdown pages translated block by block; the configuration with the
 language set. It refuses a catalog that ``check`` would reject: no edition is built from stale text.
 
-``python tools/i18n.py site OUT [LANG]`` writes those sources into ``_build/<LANG>/src`` and builds
-the translated site into ``OUT`` (strict, as the English one), executing nothing. With ``--draft``,
-``sources`` and ``site`` keep the English of entries not yet translated: a preview for translators.
+``python tools/i18n.py site OUT [LANG]`` writes those sources into ``_build/<LANG>/src``, each notebook
+also into a jupyter-cache of the edition's own (with the English execution's record, for the status
+page), builds the translated site from it (strict, as the English one, executing nothing; its search
+knows the glossary's Chinese terms as words) and copies it to ``OUT`` (``_build/html/zh_CN`` beside the
+English site). With ``--draft``, ``sources`` and ``site`` keep the English of entries not yet
+translated: a preview for translators.
 
 ``check`` also compares each translation's markup with its English: the roles and their targets, the
 glue keys, code spans, labels, directives and their options, link targets and math must be kept.
@@ -49,11 +52,21 @@ import nbformat
 import polib
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from editions import CACHE, ROOT, EditionCache, build, executed
+
 LOCALES = ROOT / "locales"
-CACHE = ROOT / "_build" / ".jupyter_cache"
 LANGUAGES = ("zh_CN",)
 BOOK_CATALOG = "_book"
+# The words that the book's configuration and extensions put on every page, which Sphinx's own
+# translations do not cover: the figures' numbers and MyST-NB's buttons of a hidden code cell.
+SPHINX_TEXTS = {
+    "zh_CN": {
+        "numfig_format": {"figure": "图 %s"},
+        "nb_code_prompt_show": "显示代码单元格",
+        "nb_code_prompt_hide": "隐藏代码单元格",
+    }
+}
 # The figure texts of a code cell that are prose: (metadata path, key suffix).
 FIGURE_TEXTS = ((("mystnb", "figure", "caption"), "caption"), (("mystnb", "image", "alt"), "alt"))
 _FENCE = re.compile(r"^ {0,3}(`{3,}|:{3,})")
@@ -274,14 +287,15 @@ def problems(language: str, root: Path = ROOT) -> list[str]:
     return found
 
 
-_ROLE = re.compile(r"\{([\w:-]+)\}`([^`]*)`")
-_CODE = re.compile(r"(?<![}`])`([^`\n]+)`(?!`)")
+_ROLE = re.compile(r"(?<!`)\{([\w:-]+)\}`([^`]*)`")
+_CODE = re.compile(r"(?<![}`])`((?:[^`\n]|\n(?![ \t]*\n))+)`(?!`)")  # over a line break too
 _LABEL = re.compile(r"^\(([^)\s]+)\)=\s*$", re.M)
 _DIRECTIVE = re.compile(r"^ {0,3}(?:`{3,}|:{3,})\{([\w:-]+)\}", re.M)
 _OPTION = re.compile(r"^\s*:(label|name|class|tags|width|align|enumerated|nonumber):\s*(.*?)\s*$", re.M)
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
-_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$")
+# Inline math may run over a line break of its paragraph, not over a blank line.
+_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\$)((?:[^$\n]|\n(?![ \t]*\n))+?)(?<!\\)\$")
 
 
 def _role_target(role: str, content: str) -> str:
@@ -309,7 +323,7 @@ def markup(text: str) -> dict[str, list[str]]:
         "option": [f":{k}: {v}" for k, v in _OPTION.findall(text)],
         "display math": [" ".join(m.split()) for m in display],
         "role": sorted(set(roles)),
-        "code": sorted(set(_CODE.findall(rest))),
+        "code": sorted({" ".join(m.split()) for m in _CODE.findall(rest)}),
         "link": sorted(set(_LINK.findall(rest))),
         "inline math": sorted({" ".join(m.split()) for m in inline}),
     }
@@ -341,22 +355,8 @@ def _translations(name: str, language: str, root: Path) -> dict[str, str]:
     return {e.msgctxt: e.msgstr for e in po if not e.obsolete and e.msgstr.strip() and "fuzzy" not in e.flags}
 
 
-def _with_outputs(notebook: nbformat.NotebookNode, page: Path, cache_path: Path) -> nbformat.NotebookNode:
-    from jupyter_cache import get_cache
-
-    cache = get_cache(cache_path)
-    try:
-        _, executed = cache.merge_match_into_notebook(notebook)
-    except KeyError as error:
-        raise ValueError(f"{page.name} has no execution in {cache_path}: build the English book first") from error
-    return executed
-
-
-def translate_notebook(page: Path, strings: dict[str, str], cache_path: Path | None = CACHE) -> nbformat.NotebookNode:
-    """The translated notebook of ``page``, with the English build's outputs when ``cache_path`` is given."""
-    notebook = nbformat.read(page, as_version=4)
-    if cache_path is not None:
-        notebook = _with_outputs(notebook, page, cache_path)
+def translate_notebook(notebook: nbformat.NotebookNode, strings: dict[str, str]) -> nbformat.NotebookNode:
+    """A copy of ``notebook`` with its markdown cells and figure texts from ``strings`` (by msgctxt)."""
     translated = copy.deepcopy(notebook)
     for cell in translated.cells:
         if cell.cell_type == "markdown" and cell.source.strip():
@@ -379,11 +379,18 @@ def translate_page(page: Path, strings: dict[str, str], root: Path = ROOT) -> st
 
 
 def write_sources(
-    out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE, draft: bool = False
+    out: Path,
+    language: str,
+    root: Path = ROOT,
+    cache_path: Path | None = CACHE,
+    draft: bool = False,
+    edition_cache: Path | None = None,
 ) -> None:
-    """The translated book's sources in ``out`` (see the module's docstring). A ``draft`` keeps the English
-    of every entry that is not translated and current, for translators to preview their work; it is
-    never published."""
+    """The translated book's sources in ``out`` (see the module's docstring): the notebooks with the
+    English execution's outputs from the jupyter-cache at ``cache_path`` (without outputs if it is None),
+    and each also stored in a jupyter-cache of the edition's own at ``edition_cache``, if given. A
+    ``draft`` keeps the English of every entry that is not translated and current, for translators to
+    preview their work; it is never published."""
     stale = problems(language, root)
     if stale and not draft:
         raise ValueError(f"{len(stale)} entries of {language} are not current; the first: {stale[0]}")
@@ -391,7 +398,9 @@ def write_sources(
     book_strings = _translations(BOOK_CATALOG, language, root)
     config = yaml.safe_load((root / "_config.yml").read_text())
     config["title"] = book_strings.get("title", config["title"])
-    config.setdefault("sphinx", {}).setdefault("config", {})["language"] = language
+    sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx_config["language"] = language
+    sphinx_config.update(SPHINX_TEXTS.get(language, {}))
     config["execute"]["execute_notebooks"] = "off"  # the outputs come with the notebooks
     (out / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     toc = yaml.safe_load((root / "_toc.yml").read_text())
@@ -403,44 +412,59 @@ def write_sources(
         link = out / shared
         if not link.exists():
             link.symlink_to(root / shared)
+    cache = EditionCache(edition_cache) if edition_cache is not None else None
     for page in sources(root):
         target = out / page.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         strings = _translations(page.stem, language, root)
-        if page.suffix == ".ipynb":
-            nbformat.write(translate_notebook(page, strings, cache_path), target)
-        else:
+        if page.suffix != ".ipynb":
             target.write_text(translate_page(page, strings, root))
+            continue
+        notebook, data = nbformat.read(page, as_version=4), {}
+        if cache_path is not None:
+            data, notebook = executed(notebook, page.name, cache_path)
+        translated = translate_notebook(notebook, strings)
+        nbformat.write(translated, target)
+        if cache is not None:
+            cache.add(translated, target, data)
+
+
+def search_words(root: Path = ROOT) -> list[str]:
+    """The Chinese terms of the glossary (``book/glossary.md``'s 中文 column), each a word of its own for
+    the search index: Sphinx's Chinese search segments the text with jieba, whose dictionary would
+    split 优势函数 into 优势 and 函数, so that a search for the term found nothing."""
+    words: list[str] = []
+    for line in (root / "book" / "glossary.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or cells[0] == "English" or not re.search(r"[\u4e00-\u9fff]", cells[1]):
+            continue
+        for part in re.split(r"[/；，、]", re.sub(r"（[^）]*）", "", cells[1])):
+            part = part.strip()
+            if len(part) >= 2 and re.fullmatch(r"[\u4e00-\u9fff–-]+", part) and part not in words:
+                words.append(part)
+    return words
 
 
 def build_site(
     out: Path, language: str, root: Path = ROOT, cache_path: Path | None = CACHE, draft: bool = False
 ) -> int:
-    """Build the ``language`` edition's HTML into ``out`` from its sources; return Sphinx's status."""
+    """Build the ``language`` edition's HTML into ``out`` from its sources, reusing the English
+    execution (nothing runs); return Sphinx's status."""
     import shutil
 
-    from jupyter_book.sphinx import build_sphinx
-
-    source = root / "_build" / language / "src"
-    shutil.rmtree(source, ignore_errors=True)
-    write_sources(source, language, root, cache_path, draft)
-    result = build_sphinx(
-        source,
-        out,
-        noconfig=True,
-        path_config=str(source / "_config.yml"),
-        confoverrides={
-            "external_toc_path": (source / "_toc.yml").as_posix(),
-            "latex_individualpages": False,
-            "nitpicky": True,
-            "book_pdf": "",  # the PDF is the English edition's
-        },
-        builder="html",
-        doctreedir=root / "_build" / language / ".doctrees",
-        warningiserror=True,
-        keep_going=True,
-    )
-    return 1 if isinstance(result, Exception) or result else 0
+    work = root / "_build" / language
+    source, edition_cache = work / "src", work / ".jupyter_cache"
+    shutil.rmtree(work, ignore_errors=True)
+    write_sources(source, language, root, cache_path, draft, edition_cache)
+    dictionary = work / "search_words.txt"
+    dictionary.write_text("".join(f"{word}\n" for word in search_words(root)))
+    # MyST-NB writes a build's images next to its output folder: build in the edition's own folder, so
+    # that none land in the English site, then copy the site to ``out``.
+    status = build(source, work / "html", edition_cache, html_search_options={"dict": str(dictionary)})
+    if status == 0:
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(work / "html", out)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

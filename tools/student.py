@@ -24,8 +24,8 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "_build" / ".jupyter_cache"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from editions import ROOT, EditionCache, build, executed
 
 # A fence opens with 3+ backticks or colons, indented by at most 3 spaces (CommonMark, MyST).
 _OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|:{3,})\s*(?P<info>.*?)\s*$")
@@ -145,7 +145,7 @@ SHARED = ("_config.yml", "_toc.yml", "references.bib", "_static", "_templates", 
 
 def write_student_sources(source: Path, student_cache: Path) -> None:
     """The book's sources in ``source``, every notebook without its solutions, and a jupyter-cache in
-    ``student_cache`` that holds each of them with the outputs, and the execution time, of the full
+    ``student_cache`` that holds each of them with the outputs, and the execution record, of the full
     notebook's execution in the book's jupyter-cache.
 
     Raises:
@@ -153,13 +153,8 @@ def write_student_sources(source: Path, student_cache: Path) -> None:
     """
     import shutil
 
-    from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
-
-    cache = get_cache(CACHE)
     shutil.rmtree(source, ignore_errors=True)
-    shutil.rmtree(student_cache, ignore_errors=True)
-    students = get_cache(student_cache)
+    students = EditionCache(student_cache)
     (source / "book").mkdir(parents=True)
     for name in SHARED:
         (source / name).symlink_to(ROOT / name)
@@ -167,47 +162,19 @@ def write_student_sources(source: Path, student_cache: Path) -> None:
         if page.suffix != ".ipynb":
             (source / "book" / page.name).symlink_to(page)
             continue
-        notebook = nbformat.read(page, as_version=4)
-        try:
-            record = cache.match_cache_notebook(notebook)
-        except KeyError as error:
-            raise ValueError(f"{page.name} has no execution in {CACHE}: build the book first") from error
-        _, executed = cache.merge_match_into_notebook(notebook)
+        data, with_outputs = executed(nbformat.read(page, as_version=4), page.name)
         target = source / "book" / page.name
-        stripped = strip_solutions(executed, page.name)
+        stripped = strip_solutions(with_outputs, page.name)
         nbformat.write(stripped, target)
-        students.cache_notebook_bundle(CacheBundleIn(stripped, str(target), data=record.data), check_validity=False)
+        students.add(stripped, target, data)
 
 
 def build_student_site(out: Path) -> int:
     """Build the site without solutions into ``out`` (warnings are errors); return Sphinx's status."""
-    from jupyter_book.sphinx import build_sphinx
-
     source, student_cache = out.resolve().parent / "src", out.resolve().parent / ".jupyter_cache"
     write_student_sources(source, student_cache)
-    result = build_sphinx(
-        source,
-        out,
-        noconfig=True,
-        path_config=str(source / "_config.yml"),
-        confoverrides={
-            "external_toc_path": (source / "_toc.yml").as_posix(),
-            "latex_individualpages": False,
-            "nitpicky": True,
-            "hide_solutions": True,
-            # The book's PDF shows the solutions: the student site's download menu leaves it out.
-            "book_pdf": "",
-            # Every notebook is found in the student cache: nothing runs, and the status page shows
-            # each notebook's execution as the book's build recorded it.
-            "nb_execution_mode": "cache",
-            "nb_execution_cache_path": str(student_cache),
-        },
-        builder="html",
-        doctreedir=source.parent / ".doctrees",
-        warningiserror=True,
-        keep_going=True,
-    )
-    return 1 if isinstance(result, Exception) or result else 0
+    # The student pages link to no other edition: the translations are of the book, with its solutions.
+    return build(source, out, student_cache, hide_solutions=True, book_editions={})
 
 
 def main(argv: list[str] | None = None) -> int:

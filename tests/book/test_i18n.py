@@ -144,6 +144,15 @@ def test_markup_differences_name_each_kind_of_broken_markup(english, translated,
     assert [f.split(":")[0] for f in found] == [kind]
 
 
+def test_code_and_math_may_run_over_a_line_break_of_their_paragraph():
+    english = "The call `f(a,\nb)` gives $x =\ny$ and more."
+    assert i18n.markup_differences(english, "调用 `f(a, b)` 得到 $x =\ny$，等等。") == []
+    assert [d.split(":")[0] for d in i18n.markup_differences(english, "调用 f(a, b) 得到 $x = z$。")] == [
+        "code",
+        "inline math",
+    ]
+
+
 def test_markup_that_is_kept_passes_even_when_the_words_are_reordered():
     english = "With $\\gamma$ and {glue:text}`k:.2f` the `gae` call returns; see {ref}`the box <box-a>`."
     translated = "调用 `gae` 时（{glue:text}`k:.2f`，见{ref}`该框 <box-a>`），用 $\\gamma$ 与 $\\gamma$。"
@@ -214,11 +223,25 @@ def test_sources_carry_the_english_executions_outputs_from_the_cache(tmp_path):
     executed.cells[1].execution_count = 1
     cache = get_cache(tmp_path / "cache")
     cache.cache_notebook_bundle(CacheBundleIn(executed, str(root / "book" / "ch.ipynb")), check_validity=False)
-    i18n.write_sources(tmp_path / "zh", LANG, root, cache_path=tmp_path / "cache")
+    i18n.write_sources(tmp_path / "zh", LANG, root, cache_path=tmp_path / "cache", edition_cache=tmp_path / "zh-cache")
     chinese = nbformat.read(tmp_path / "zh" / "book" / "ch.ipynb", as_version=4)
     assert chinese.cells[1].outputs[0]["text"] == "1\n"
-    nb = nbformat.read(root / "book" / "ch.ipynb", as_version=4)
-    nb.cells[1].source = "x = 2\nprint(x)"  # code the English build never executed
-    nbformat.write(nb, root / "book" / "ch.ipynb")
-    with pytest.raises(ValueError, match="no execution"):
-        i18n.write_sources(tmp_path / "zh2", LANG, root, cache_path=tmp_path / "cache")
+    # The edition's own cache holds the translated notebook, so its build finds every execution there.
+    records = get_cache(tmp_path / "zh-cache").list_cache_records()
+    assert [Path(r.uri).name for r in records] == ["ch.ipynb"]
+    cached = get_cache(tmp_path / "zh-cache").get_cache_bundle(records[0].pk).nb
+    assert [c.outputs for c in cached.cells if c.cell_type == "code"][0] == chinese.cells[1].outputs
+
+
+def test_the_glossarys_chinese_terms_are_whole_words_for_the_search(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "glossary.md").write_text(
+        "| English | 中文 | in the seeds |\n| --- | --- | --- |\n"
+        "| advantage | 优势函数 | 000 §2 |\n"
+        "| actor–critic | 演员–评论家（Actor-Critic） | |\n"
+        "| action | 动作 / 行动 | |\n"
+        "| KL coefficient | KL 惩罚系数 | |\n"
+        "| critic | 评论家；价值函数网络 | |\n"
+    )
+    assert i18n.search_words(tmp_path) == ["优势函数", "演员–评论家", "动作", "行动", "评论家", "价值函数网络"]
+    assert "优势函数" in i18n.search_words()  # the term the browser tests search for

@@ -37,6 +37,12 @@ MATHJAX_LOCAL = Path(importlib.util.find_spec("mathjax").submodule_search_locati
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--site", default=str(ROOT / "_build" / "html"), help="the built HTML site to test")
     parser.addoption("--student", action="store_true", help="the site is the student edition: no solutions")
+    parser.addoption(
+        "--edition",
+        default="en",
+        help="the site's language: en for the book at the site's root, or a translation's (zh_CN), whose "
+        "site is in that folder of the English one and is served with it",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +59,21 @@ def student(pytestconfig: pytest.Config) -> bool:
 
 
 @pytest.fixture(scope="session")
-def screenshots(site: Path) -> Path:
-    """``_build/screenshots`` for ``_build/html``, ``_build/student/screenshots`` for the student site."""
-    path = site.parent / "screenshots"
-    path.mkdir(exist_ok=True)
+def edition(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--edition"))
+
+
+@pytest.fixture(scope="session")
+def reports(site: Path, edition: str) -> Path:
+    """Where the tests write what they saw: ``_build`` for ``_build/html``, ``_build/student`` for the
+    student site, ``_build/zh_CN`` for the Chinese site (not inside any site)."""
+    return site.parent if edition == "en" else ROOT / "_build" / edition
+
+
+@pytest.fixture(scope="session")
+def screenshots(reports: Path) -> Path:
+    path = reports / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -66,11 +83,14 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="session")
-def base_url(site: Path) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=site))
+def base_url(site: Path, edition: str) -> Iterator[str]:
+    """The site's URL. A translation is served from the English site's root, as it is published, so
+    that its links to the English pages resolve."""
+    root = site if edition == "en" else site.parent
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/"
+    yield f"http://127.0.0.1:{server.server_port}/" + ("" if edition == "en" else f"{site.name}/")
     server.shutdown()
     thread.join()
 

@@ -30,9 +30,9 @@ def axe_source() -> str:
 
 
 @pytest.fixture(scope="session")
-def axe_reports(site: Path) -> Path:
-    path = site.parent / "axe"
-    path.mkdir(exist_ok=True)
+def axe_reports(reports: Path) -> Path:
+    path = reports / "axe"
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -98,7 +98,7 @@ def test_every_image_loads(entry, open_page):
 def test_no_error_output(entry, open_page):
     page = open_page(html_path(entry)).page
     outputs = page.evaluate(
-        """() => [...document.querySelectorAll(".cell_output .output")]
+        r"""() => [...document.querySelectorAll(".cell_output .output")]
             .filter(o => o.classList.contains("stderr") ||
                     (o.classList.contains("traceback") && !o.closest(".tag_raises-exception")))
             .map(o => ({kind: o.classList.contains("stderr") ? "stderr" : "traceback", text: o.innerText}))"""
@@ -118,14 +118,15 @@ def test_no_script_error_and_nothing_from_the_network(entry, open_page):
 
 
 @pytest.mark.parametrize("entry", PAGES)
-def test_every_internal_link_resolves(entry, open_page, base_url, site):
+def test_every_internal_link_resolves(entry, open_page, base_url, site, edition):
     page = open_page(html_path(entry)).page
     hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
     broken = []
+    served = site if edition == "en" else site.parent  # a translation is served from the English site's root
     for href in {h for h in hrefs if h.startswith(base_url)}:
         parts = urlsplit(href)
         path = unquote(parts.path).lstrip("/")
-        target = site / path / "index.html" if not path or path.endswith("/") else site / path
+        target = served / path / "index.html" if not path or path.endswith("/") else served / path
         if not target.is_file() or (
             parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in ids_in(target)
         ):
@@ -142,7 +143,7 @@ def test_launch_buttons_open_this_notebook_in_colab_and_binder(entry, open_page)
         "Colab": f"{CONFIG['launch_buttons']['colab_url']}/github/{repo}/blob/{branch}/{entry}.ipynb",
         "Binder": f"{CONFIG['launch_buttons']['binderhub_url']}/v2/gh/{repo}/{branch}?urlpath=tree/{entry}.ipynb",
     }
-    page.click("button[aria-label='Launch interactive content']")
+    page.click(".dropdown-launch-buttons button.dropdown-toggle")
     for service, url in expected.items():
         link = page.locator(".dropdown-launch-buttons a", has_text=service)
         expect(link).to_be_visible()
@@ -169,11 +170,67 @@ def test_exercises_and_their_solutions_are_on_the_page(entry, open_page, student
     expect(body).to_be_visible()
 
 
-def test_search_finds_lambda(open_page):
-    page = open_page("search.html?q=lambda").page
+def pages_with(word: str, edition: str) -> list[str]:
+    """The pages whose prose in ``edition`` has ``word``: the English sources, or the translation's catalogs."""
+    if edition == "en":
+        return [e for e in PAGES if word in next(ROOT.glob(f"{e}.*")).read_text(encoding="utf-8")]
+    catalogs = ROOT / "locales" / edition / "LC_MESSAGES"
+    return [e for e in PAGES if word in (catalogs / f"{Path(e).name}.po").read_text(encoding="utf-8")]
+
+
+def test_search_finds_a_key_term(open_page, edition):
+    # Chinese text has no spaces: the search finds the glossary's term as a word (tools/i18n.py).
+    word = {"en": "lambda", "zh_CN": "优势函数"}[edition]
+    expected = pages_with(word, edition)
+    assert expected, f"no page says {word}"
+    page = open_page(f"search.html?q={word}").page
     page.wait_for_selector("#search-results ul.search li", timeout=30_000)
     found = page.evaluate("() => [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href)")
-    assert any("04_mathematics" in href for href in found), found
+    assert {e for e in expected if any(f"/{e}.html" in href for href in found)}, (word, found)
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_every_page_links_to_its_counterpart_in_the_other_edition(entry, open_page, base_url, site, student, edition):
+    links = open_page(html_path(entry)).page.locator("nav.book-editions a")
+    if student:
+        expect(links).to_have_count(0)  # the translations are of the book, solutions included
+        return
+    others = {e: n for e, n in CONFIG["sphinx"]["config"]["book_editions"].items() if e != edition}
+    hrefs = dict(links.evaluate_all("links => links.map(a => [a.getAttribute('hreflang'), a.href])"))
+    assert sorted(hrefs) == sorted(language.replace("_", "-") for language in others)
+    english_root = site if edition == "en" else site.parent
+    for language, href in hrefs.items():
+        folder = english_root if language == "en" else english_root / language.replace("-", "_")
+        assert href.endswith(f"/{html_path(entry)}") and (folder / html_path(entry)).is_file(), href
+
+
+# Prose in English: three words of Latin letters in a row, in a block with no Chinese character.
+ENGLISH_WORDS = re.compile(r"[A-Za-z]{2,}(?:[ \-][A-Za-z]{2,}){2,}")
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_no_paragraph_is_left_untranslated(entry, open_page, edition):
+    if edition == "en":
+        pytest.skip("the English edition is the source")
+    blocks = open_page(html_path(entry)).page.evaluate(
+        r"""() => [...document.querySelectorAll(
+                "article p, article li, article td, article th, article dt, article dd, article h1, article h2,"
+                + " article h3, article figcaption, article .admonition-title")]
+            .filter(e => !e.closest(".cell_output, .highlight, pre, .citation, #references, .build-environment"))
+            // A table row with Chinese in it is bilingual on purpose (the glossary's English column).
+            .filter(e => !(e.closest("tr") && /[\u4e00-\u9fff]/.test(e.closest("tr").textContent)))
+            .map(e => {
+                const copy = e.cloneNode(true);
+                // Code, math, names of external pages and citations ("Schulman et al. [2016]") stay as they are.
+                copy.querySelectorAll("code, .math, mjx-container, a.reference.external, a[href*='references.html#'],"
+                    + " .headerlink, p, ul, ol")
+                    .forEach(c => c.remove());
+                return copy.textContent.replace(/\s+/g, " ").trim();
+            })"""
+    )
+    english = [b for b in blocks if ENGLISH_WORDS.search(b) and not CJK.search(b)]
+    assert not english, f"{len(english)} blocks in English: {english[:5]}"
 
 
 def test_the_landing_page_leads_to_every_page(new_page, base_url):
@@ -192,16 +249,16 @@ def test_the_landing_page_leads_to_every_page(new_page, base_url):
 
 
 @pytest.mark.parametrize("entry", NOTEBOOK_PAGES)
-def test_the_download_menu_offers_the_notebook_and_the_book_pdf(entry, open_page, base_url, site, student):
+def test_the_download_menu_offers_the_notebook_and_the_book_pdf(entry, open_page, base_url, site, student, edition):
     page = open_page(html_path(entry)).page
-    page.click("button[aria-label='Download this page']")
+    page.click(".dropdown-download-buttons button.dropdown-toggle")
     notebook = page.locator(".dropdown-download-buttons a", has_text=".ipynb")
     expect(notebook).to_be_visible()
     expect(notebook).to_have_attribute("href", f"../_sources/{entry}.ipynb")
     assert nbformat.reads((site / "_sources" / f"{entry}.ipynb").read_text(encoding="utf-8"), as_version=4).cells
     book = page.locator(".dropdown-download-buttons a", has_text="book .pdf")
-    if student:
-        # The book's PDF shows the solutions.
+    if student or edition != "en":
+        # The book's PDF shows the solutions, and it is the English edition's.
         expect(book).to_have_count(0)
     else:
         expect(book).to_be_visible()

@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
 	texlive-lang-chinese latexmk xindy fonts-freefont-otf fonts-wqy-microhei poppler-utils
 
-.PHONY: book book-cached student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site site-english unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
+.PHONY: book book-cached translations zh site-zh student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site site-english unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -28,16 +28,34 @@ JUPYTER_CACHE := _build/.jupyter_cache
 BUILD_BOOK := $(BIN)/jupyter-book build . --builder html -W -n --keep-going
 
 # Executes every notebook (the cache is emptied first); any warning, broken reference or cell error
-# fails the build.
+# fails the build. Then the Chinese edition, from the same execution.
 book: $(STAMP)
 	rm -rf _build/html _build/.doctrees $(JUPYTER_CACHE)
 	$(BUILD_BOOK)
+	$(MAKE) --no-print-directory zh
 
 # The same strict build from the jupyter-cache that `make notebooks` filled: it renders those outputs
 # and executes only a notebook that is not there (one that failed under nbval, to fail on it again).
 book-cached: $(STAMP)
 	rm -rf _build/html _build/.doctrees
 	$(BUILD_BOOK)
+	$(MAKE) --no-print-directory zh
+
+# Every English paragraph, caption and alt text has a current translation in every catalog of
+# locales/ (tools/i18n.py check): an untranslated, fuzzy or stale entry, or a translation that breaks
+# its English's markup, fails with its page and cell. `python tools/i18n.py update` brings the
+# catalogs up to the English first.
+translations: $(STAMP)
+	$(BIN)/python tools/i18n.py check zh_CN
+
+# The Chinese edition in _build/html/zh_CN, from the English build's jupyter-cache (nothing runs);
+# it refuses a catalog that `make translations` would reject.
+zh: $(STAMP)
+	$(BIN)/python tools/i18n.py site _build/html/zh_CN zh_CN
+
+# The Chinese site in the browser, served with the English one, as it is published.
+site-zh: $(STAMP) browser-deps axe-deps
+	$(BIN)/pytest -p no:cacheprovider site_tests --site _build/html/zh_CN --edition zh_CN
 
 # The student edition: notebooks without solutions, and the site built from them with the outputs of
 # the last `make book` or `make notebooks` (from its jupyter-cache: nothing is executed again); then the
@@ -129,15 +147,17 @@ notebooks: $(STAMP)
 # Every test, in two lanes that run side by side: the TeX Live install (while the notebooks run), the
 # static checks (lint, workflows, types), the package's tests, the package built and installed into
 # Colab's package set; and every notebook under nbval (on both cores, executing each notebook once),
-# the strict book build from their cache, then two jobs at once (the first lane is done by then, so make
-# lends its slot): the PDF from the same cache and the browser tests (axe-core included) of the built
-# site, beside the student edition's build and browser tests. The book is built even if a notebook
-# failed, as it would be on its own.
+# the strict book build from their cache with the Chinese edition, then two jobs at a time (the first
+# lane is done by then, so make lends its slot): the PDF from the same cache and the browser tests
+# (axe-core included) of the English site, the student edition's build and browser tests, and the
+# Chinese site's browser tests. The book is built even if a notebook failed, as it would be on its own,
+# and the English site is tested even if the Chinese edition could not be built.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
 
 test-checks: $(STAMP)
 	$(MAKE) --no-print-directory pdf-deps
+	$(MAKE) --no-print-directory translations
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory actionlint
 	$(MAKE) --no-print-directory typecheck
@@ -146,8 +166,9 @@ test-checks: $(STAMP)
 
 test-site: $(STAMP) browser-deps axe-deps
 	status=0; $(MAKE) --no-print-directory notebooks || status=1; \
-	if $(MAKE) --no-print-directory book-cached; then \
-		$(MAKE) --no-print-directory -k --output-sync=line site-english student || status=1; \
+	$(MAKE) --no-print-directory book-cached || status=1; \
+	if [ -f _build/html/index.html ]; then \
+		$(MAKE) --no-print-directory -k --output-sync=line site-english student site-zh || status=1; \
 	else status=1; fi; \
 	exit $$status
 

@@ -204,6 +204,22 @@ def test_every_page_links_to_its_counterpart_in_the_other_edition(entry, open_pa
         assert href.endswith(f"/{html_path(entry)}") and (folder / html_path(entry)).is_file(), href
 
 
+def glued(page: Path) -> set[str]:
+    """The values that ``glue`` put into a built page's prose."""
+    return {html.unescape(v) for v in re.findall(r'<span class="pasted-text">([^<]*)</span>', page.read_text("utf-8"))}
+
+
+@pytest.mark.parametrize("entry", NOTEBOOK_PAGES)
+def test_a_translation_shows_the_english_editions_glued_numbers(entry, site, edition):
+    if edition == "en":
+        pytest.skip("the English edition is the source")
+    english, translated = glued(site.parent / html_path(entry)), glued(site / html_path(entry))
+    assert english, f"no glued value on the English {entry}"
+    assert translated == english, (
+        f"only in English: {sorted(english - translated)[:5]}; only here: {sorted(translated - english)[:5]}"
+    )
+
+
 # Prose in English: three words of Latin letters in a row, in a block with no Chinese character.
 ENGLISH_WORDS = re.compile(r"[A-Za-z]{2,}(?:[ \-][A-Za-z]{2,}){2,}")
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")

@@ -230,7 +230,7 @@ def test_sources_carry_the_english_executions_outputs_from_the_cache(tmp_path):
     records = get_cache(tmp_path / "zh-cache").list_cache_records()
     assert [Path(r.uri).name for r in records] == ["ch.ipynb"]
     cached = get_cache(tmp_path / "zh-cache").get_cache_bundle(records[0].pk).nb
-    assert [c.outputs for c in cached.cells if c.cell_type == "code"][0] == chinese.cells[1].outputs
+    assert next(c.outputs for c in cached.cells if c.cell_type == "code") == chinese.cells[1].outputs
 
 
 def test_the_glossarys_chinese_terms_are_whole_words_for_the_search(tmp_path):

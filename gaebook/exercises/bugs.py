@@ -93,7 +93,8 @@ def gae_seed000_exponent(
     lam: float,
 ) -> tuple[Tensor, Tensor]:
     """Seed 000's formula, ``A_t = δ_t + … + (γλ)^{T−t+1} δ_{T−1}``: the last residual of each episode
-    is weighted by ``(γλ)²`` too much (its exponent is two too large; the right one is ``T−t−1``)."""
+    is weighted too little, ``(γλ)²`` times its weight (its exponent is two too large; the right one is
+    ``T−t−1``)."""
     done = _float(terminated | truncated, rewards)
     deltas = rewards + gamma * (1 - _float(terminated, rewards)) * next_values - values
     last = done.clone()

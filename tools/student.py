@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from editions import ROOT, EditionCache, build, executed
@@ -140,7 +141,7 @@ def write_student_notebooks(source: Path, out: Path) -> list[Path]:
 
 
 # What the book's build reads from the repository's root besides the notebooks.
-SHARED = ("_config.yml", "_toc.yml", "references.bib", "_static", "_templates", "tools")
+SHARED = ("_toc.yml", "references.bib", "_static", "_templates", "tools")
 
 
 def write_student_sources(source: Path, student_cache: Path) -> None:
@@ -158,6 +159,12 @@ def write_student_sources(source: Path, student_cache: Path) -> None:
     (source / "book").mkdir(parents=True)
     for name in SHARED:
         (source / name).symlink_to(ROOT / name)
+    # The book's configuration, without the links to other editions: the translations are of the book,
+    # solutions included. (A Sphinx override cannot do this: Jupyter Book applies _config.yml's
+    # sphinx.config after the overrides.)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["sphinx"]["config"].pop("book_editions", None)
+    (source / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     for page in sorted((ROOT / "book").iterdir()):
         if page.suffix != ".ipynb":
             (source / "book" / page.name).symlink_to(page)
@@ -173,8 +180,7 @@ def build_student_site(out: Path) -> int:
     """Build the site without solutions into ``out`` (warnings are errors); return Sphinx's status."""
     source, student_cache = out.resolve().parent / "src", out.resolve().parent / ".jupyter_cache"
     write_student_sources(source, student_cache)
-    # The student pages link to no other edition: the translations are of the book, with its solutions.
-    return build(source, out, student_cache, hide_solutions=True, book_editions={})
+    return build(source, out, student_cache, hide_solutions=True)
 
 
 def main(argv: list[str] | None = None) -> int:

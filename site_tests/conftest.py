@@ -143,7 +143,8 @@ def new_page(browser: Browser, base_url: str) -> Iterator[Callable[[], Loaded]]:
 @pytest.fixture(scope="session")
 def open_page(new_page: Callable[[], Loaded], base_url: str) -> Callable[[str], Loaded]:
     """``open_page(path)`` opens ``path`` of the site once per session, waits until its math is typeset
-    and its images have loaded, and returns the :class:`Loaded` page."""
+    and its images have loaded, and returns the :class:`Loaded` page, brought to the front: Chromium
+    throttles the timers and animation frames of a tab in the background, and every click waits for them."""
     opened: dict[str, Loaded] = {}
 
     def load(path: str) -> Loaded:
@@ -159,6 +160,7 @@ def open_page(new_page: Callable[[], Loaded], base_url: str) -> Callable[[str], 
                 }"""
             )
             opened[path] = loaded
+        opened[path].page.bring_to_front()
         return opened[path]
 
     return load

@@ -113,7 +113,7 @@ def associative_scan_gae(
 ) -> tuple[Tensor, Tensor]:
     """GAE as JAX code writes it with ``jax.lax.associative_scan(..., reverse=True)``: time-major ``(T, N)``.
 
-    Each step is the affine map ``A ↦ δ_t + γλ(1 − d_t)·A``; the scan composes the maps from the
+    Each step is the affine map ``A ↦ δ_t + γλ(1 − done_t)·A``; the scan composes the maps from the
     end, in O(log T) depth. ``dones[t]`` (a float tensor) marks that the episode ended at ``t``
     (so ``next_values[t]`` is not bootstrapped). Here in torch's prototype
     ``torch._higher_order_ops.associative_scan`` (its ``generic`` mode, which runs eagerly on a

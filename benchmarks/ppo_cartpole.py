@@ -447,7 +447,7 @@ def main() -> int:
     # One thread for all by default: the networks are 4-64-64-2 MLPs on batches of at most a few
     # hundred rows, so every op takes microseconds and intra-op threads mostly add synchronisation
     # (and, on a shared machine, compete with other processes). `--threads 2` measures the same
-    # comparisons with two threads each; the README reports both.
+    # comparisons with two threads each.
     torch.set_num_threads(args.threads)
     eval_envs = gym.make_vec("CartPole-v1", num_envs=EVAL_EPISODES, vectorization_mode="sync")
     started = time.perf_counter()

@@ -4,6 +4,8 @@
     python benchmarks/ppo_cartpole.py --threads 2  # the same with two torch threads
     python benchmarks/ppo_cartpole.py --quick      # seeds 0-1, a smoke run
     python benchmarks/ppo_cartpole.py --seeds 10   # seeds 0-9
+    python benchmarks/ppo_cartpole.py --json gaebook/results/ppo_cartpole.json --note "2-core machine, shared"
+                                                   # also write the results, settings and versions
 
 Two PPO implementations in three runs, each seed run by all three in turn on the same machine:
   * gaebook      `gaebook.ppo.train` on `gaebook.envs.CartPole`, CartPole-v1 as a batch of torch
@@ -31,7 +33,10 @@ The targets of the project are checked at the end; the exit code says whether th
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
 import inspect
+import json
 import math
 import os
 import platform
@@ -40,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -49,6 +55,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
+import gaebook
 from gaebook.envs import CartPole, GymnasiumVectorEnv
 from gaebook.networks import ActorCritic
 from gaebook.ppo import PPOConfig, evaluate, train
@@ -387,11 +394,49 @@ def fmt_run(run: Run) -> str:
     return f"{run.time:>7.2f}{mark}{run.steps:>8}{run.iterations:>6}{run.evals:>6}{run.score:>7.1f}{run.cross:>7.1f}"
 
 
+def finite(value):
+    """``value`` for JSON: NaN and infinities (a seed that never solved) become ``None``, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def settings() -> dict:
+    """The three PPOs' settings as the run used them, for the JSON record."""
+    sb3 = {k: v for k, v in SB3_ZOO["kwargs"].items() if not callable(v)}
+    sb3 |= {
+        "n_envs": SB3_ZOO["n_envs"],
+        "n_timesteps": SB3_ZOO["n_timesteps"],
+        "learning_rate": f"lin_{ZOO_LR:g}",
+        "clip_range": f"lin_{ZOO_CLIP:g}",
+        "policy": "MlpPolicy",
+    }
+    return {
+        "gaebook": {**dataclasses.asdict(GAEBOOK), **GAEBOOK_NET, "env": "gaebook.envs.CartPole"},
+        "gaebook-zoo": {**dataclasses.asdict(GAEBOOK_ZOO), **GAEBOOK_ZOO_NET, "env": "Gymnasium CartPole-v1"},
+        "sb3": {**sb3, "env": "Gymnasium CartPole-v1"},
+    }
+
+
+def write_json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite(record), indent=2, allow_nan=False) + "\n")
+    print(f"results written to {path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="run seeds 0 .. N-1 (default 5)")
     parser.add_argument("--quick", action="store_true", help="seeds 0 and 1 only, a smoke run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for all three (default 1)")
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the results, settings, versions and date to PATH"
+    )
+    parser.add_argument("--note", default="", help="a note on the machine for the JSON record (e.g. shared, busy)")
     args = parser.parse_args()
     n_seeds = 2 if args.quick else args.seeds
     if n_seeds < 1:
@@ -402,10 +447,20 @@ def main() -> int:
     # One thread for all by default: the networks are 4-64-64-2 MLPs on batches of at most a few
     # hundred rows, so every op takes microseconds and intra-op threads mostly add synchronisation
     # (and, on a shared machine, compete with other processes). `--threads 2` measures the same
-    # comparisons with two threads each; the README reports both.
+    # comparisons with two threads each.
     torch.set_num_threads(args.threads)
     eval_envs = gym.make_vec("CartPole-v1", num_envs=EVAL_EPISODES, vectorization_mode="sync")
     started = time.perf_counter()
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    load_start = os.getloadavg()[0]
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "gymnasium": gym.__version__,
+        "numpy": np.__version__,
+        "gaebook": gaebook.__version__,
+    }
     print(
         f"torch {torch.__version__} ({torch.get_num_threads()} threads, {torch.get_num_interop_threads()} interop), "
         f"stable-baselines3 {stable_baselines3.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}, "
@@ -471,10 +526,18 @@ def main() -> int:
     speedup = sb3_time / ours["time"]
     print(f"ratio sb3 / gaebook: median time {speedup:.1f}x, median steps {theirs['steps'] / ours['steps']:.2f}x")
     zoo = summary["gaebook-zoo"]
+    ratios = {
+        "sb3/gaebook time to solve": speedup,
+        "sb3/gaebook steps to solve": theirs["steps"] / ours["steps"],
+        "sb3/gaebook-zoo time per env step": theirs["us_per_step"] / zoo["us_per_step"],
+        "sb3/gaebook-zoo time to solve": theirs["time"] / zoo["time"],
+        "sb3/gaebook-zoo steps to solve": theirs["steps"] / zoo["steps"],
+    }
     print(
         f"ratio sb3 / gaebook-zoo (same settings, same environment): median time per env step "
-        f"{theirs['us_per_step'] / zoo['us_per_step']:.2f}x, median time {theirs['time'] / zoo['time']:.2f}x, "
-        f"median steps {theirs['steps'] / zoo['steps']:.2f}x"
+        f"{ratios['sb3/gaebook-zoo time per env step']:.2f}x, "
+        f"median time {ratios['sb3/gaebook-zoo time to solve']:.2f}x, "
+        f"median steps {ratios['sb3/gaebook-zoo steps to solve']:.2f}x"
     )
 
     need = math.ceil(SOLVE_FRACTION * n_seeds)
@@ -492,8 +555,46 @@ def main() -> int:
         print(f"  {'PASS' if ok else 'FAIL'}  {text}")
     failed = sum(not ok for _, ok in checks)
     print(f"{len(checks) - failed} of {len(checks)} targets met")
-    print(f"total wall time {time.perf_counter() - started:.0f} s, load average now {os.getloadavg()[0]:.2f}")
+    wall_time, load_end = time.perf_counter() - started, os.getloadavg()[0]
+    print(f"total wall time {wall_time:.0f} s, load average now {load_end:.2f}")
     eval_envs.close()
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "benchmark": "benchmarks/ppo_cartpole.py",
+                "date": date,
+                "seeds": n_seeds,
+                "torch_threads": args.threads,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_average_start": load_start,
+                    "load_average_end": load_end,
+                    "note": args.note,
+                },
+                "versions": versions,
+                "solved": {"mean_return": SOLVED, "episodes": EVAL_EPISODES, "max_env_steps": MAX_ENV_STEPS},
+                "settings": settings(),
+                # medians: time and steps over the solved seeds, time per env step over every run
+                "summary": {
+                    name: {
+                        "solved": s["solved"],
+                        "median_time_s": s["time"],
+                        "median_steps": s["steps"],
+                        "median_us_per_step": s["us_per_step"],
+                    }
+                    for name, s in summary.items()
+                },
+                "ratios": ratios,
+                "runs": {
+                    name: [{"seed": seed, **dataclasses.asdict(r)} for seed, r in enumerate(rs)]
+                    for name, rs in runs.items()
+                },
+                "targets": [{"target": text, "met": ok} for text, ok in checks],
+                "wall_time_s": wall_time,
+            },
+        )
     return 1 if failed else 0
 
 

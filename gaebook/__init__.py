@@ -13,7 +13,7 @@ The advantage estimators are re-exported here; the other modules are imported by
 * language models: the subpackage ``lm``: the token-level MDP (``lm.token_mdp``), tasks with exact
   rewards (``lm.tasks``), a tiny transformer (``lm.tinygpt``) and PPO for it (``lm.ppo``);
 * ``plotting``: the book's figure helpers; ``glue``: a chapter's values recorded for its text, with
-  or without myst-nb;
+  or without myst-nb; ``results``: the records of benchmark runs that chapters quote;
 * self-checking exercises: the subpackage ``exercises``, checkers that run a reader's own estimator on
   hidden cases and name the known bug it makes (``exercises.checks``), and those bugs (``exercises.bugs``).
 """

@@ -22,8 +22,9 @@ def test_the_package_holds_the_ppo_benchmark_record_with_what_chapter_5_quotes()
     assert all(len(runs) == record["seeds"] for runs in record["runs"].values())
 
 
-def test_the_ratios_are_the_quotients_of_the_recorded_medians():
-    record = load("ppo_cartpole")
+@pytest.mark.parametrize("name", ["ppo_cartpole", "ppo_cartpole_2threads"])
+def test_the_ratios_are_the_quotients_of_the_recorded_medians(name):
+    record = load(name)
     s, ratios = record["summary"], record["ratios"]
     sb3, ours, zoo = s["sb3"], s["gaebook"], s["gaebook-zoo"]
     assert math.isclose(ratios["sb3/gaebook time to solve"], sb3["median_time_s"] / ours["median_time_s"])
@@ -40,8 +41,9 @@ def test_the_ratios_are_the_quotients_of_the_recorded_medians():
         assert s[name]["solved"] == sum(r["solved"] for r in runs), name
 
 
-def test_the_readme_quotes_the_record():
-    record = load("ppo_cartpole")
+@pytest.mark.parametrize("name", ["ppo_cartpole", "ppo_cartpole_2threads"])
+def test_the_readme_quotes_the_record(name):
+    record = load(name)
     readme = (ROOT / "README.md").read_text()
     r, m = record["ratios"], record["machine"]
     row = (

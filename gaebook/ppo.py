@@ -36,6 +36,7 @@ __all__ = [
     "Minibatch",
     "PPOConfig",
     "Transitions",
+    "clipped_surrogate",
     "evaluate",
     "ppo_loss",
     "train",
@@ -156,6 +157,26 @@ class Minibatch(NamedTuple):
         return Minibatch(*(x[:, index] for x in self))
 
 
+def clipped_surrogate(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, *, clip_coef: float) -> Tensor:
+    """PPO's clipped surrogate as a loss, per sample: ``max(−A·ρ, −A·clip(ρ, 1 − ε, 1 + ε))``.
+
+    ``ρ = exp(log_probs − old_log_probs)`` is the probability ratio of the action taken, ``A`` its
+    advantage and ``ε = clip_coef``. The three inputs have one shape (any); so has the result, the
+    negative of the clipped objective ``min(ρA, clip(ρ)A)`` of Schulman et al. (2017), to be
+    minimised after a reduction (:func:`ppo_loss` takes the mean per agent). Its gradient in
+    ``log_probs`` vanishes exactly where the clip is active: ``ρ > 1 + ε`` with ``A > 0``, ``ρ < 1 − ε``
+    with ``A < 0``.
+    """
+    for name, x in (("log_probs", log_probs), ("old_log_probs", old_log_probs), ("advantages", advantages)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a tensor; got {type(x).__name__}")
+        if x.shape != log_probs.shape:
+            raise ValueError(f"{name} must have the shape of log_probs, {tuple(log_probs.shape)}; got {tuple(x.shape)}")
+    check_non_negative("clip_coef", clip_coef)
+    ratio = (log_probs - old_log_probs).exp()
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
+
+
 def ppo_loss(
     log_probs: Tensor,
     old_log_probs: Tensor,
@@ -172,7 +193,8 @@ def ppo_loss(
     mask: Tensor | None = None,
     reduce: Callable[[Tensor, Tensor | None], Tensor] = mean_per_agent,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The PPO objective per agent: clipped surrogate, (clipped) value loss and entropy bonus.
+    """The PPO objective per agent: clipped surrogate (:func:`clipped_surrogate`), (clipped) value
+    loss and entropy bonus.
 
     Every input has shape ``(G, ...)``; ``mask`` (bool, same shape) restricts the means to valid
     positions, as for the tokens of a response. Returns ``(loss, stats)`` where ``loss`` is
@@ -186,10 +208,7 @@ def ppo_loss(
     language-model trainer passes its loss aggregation (:func:`gaebook.lm.ppo.aggregate_loss`).
     ``approx_kl`` and ``clip_fraction`` are means over the valid positions whatever ``reduce``.
     """
-    log_ratio = log_probs - old_log_probs
-    ratio = log_ratio.exp()
-    surrogate = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
-    policy_loss = reduce(surrogate, mask)
+    policy_loss = reduce(clipped_surrogate(log_probs, old_log_probs, advantages, clip_coef=clip_coef), mask)
     value_error = (values - returns) ** 2
     if clip_vloss:
         clipped = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
@@ -198,6 +217,8 @@ def ppo_loss(
     entropy_mean = reduce(entropy, mask)
     loss = policy_loss + vf_coef * value_loss - ent_coef * entropy_mean
     with torch.no_grad():
+        log_ratio = log_probs - old_log_probs
+        ratio = log_ratio.exp()
         stats = {
             "policy_loss": policy_loss.detach(),
             "value_loss": value_loss.detach(),

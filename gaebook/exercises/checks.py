@@ -45,7 +45,7 @@ from torch import Tensor
 from gaebook.advantages import gae, lambda_returns, next_valid_values
 from gaebook.exercises import bugs
 from gaebook.lm.token_mdp import grpo_advantages
-from gaebook.ppo import ppo_loss
+from gaebook.ppo import clipped_surrogate
 from gaebook.reductions import masked_whiten
 
 __all__ = [
@@ -503,22 +503,8 @@ def check_masked_whiten(fn: Callable[..., Any], *, device: str | torch.device = 
 
 
 def _ppo_reference(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, *, clip_coef: float) -> Tensor:
-    """The surrogate part of :func:`gaebook.ppo.ppo_loss`, for one agent."""
-    zeros = torch.zeros_like(log_probs).unsqueeze(0)
-    _, stats = ppo_loss(
-        log_probs.unsqueeze(0),
-        old_log_probs.unsqueeze(0),
-        advantages.unsqueeze(0),
-        zeros,
-        zeros,
-        zeros,
-        zeros,
-        clip_coef=clip_coef,
-        clip_vloss=False,
-        vf_coef=0.0,
-        ent_coef=0.0,
-    )
-    return stats["policy_loss"][0]
+    """The mean of :func:`gaebook.ppo.clipped_surrogate`, the loss ``check_ppo_loss`` asks for."""
+    return clipped_surrogate(log_probs, old_log_probs, advantages, clip_coef=clip_coef).mean()
 
 
 _PPO_BUGS = (
@@ -537,7 +523,7 @@ _PPO_BUGS = (
 
 
 def check_ppo_loss(fn: Callable[..., Any], *, device: str | torch.device = "cpu", seed: int = 0) -> Verdict:
-    """Check a reader's PPO clipped surrogate loss against :func:`gaebook.ppo.ppo_loss`.
+    """Check a reader's PPO clipped surrogate loss against :func:`gaebook.ppo.clipped_surrogate`.
 
     ``fn(log_probs, old_log_probs, advantages, *, clip_coef)`` gets float tensors of one shape
     and returns the 0-d mean of ``max(−A·r, −A·clip(r, 1 − ε, 1 + ε))`` with ``r = exp(log_probs −

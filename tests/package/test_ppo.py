@@ -10,7 +10,7 @@ from host_traffic import host_traffic
 
 from gaebook.envs import CartPole, GymnasiumVectorEnv
 from gaebook.networks import ActorCritic, BatchedLinear
-from gaebook.ppo import PPOConfig, _clip_grad_norm_per_agent, evaluate, ppo_loss, train
+from gaebook.ppo import PPOConfig, _clip_grad_norm_per_agent, clipped_surrogate, evaluate, ppo_loss, train
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -126,6 +126,32 @@ def test_ppo_loss_by_hand():
         mask=torch.tensor([[True, True, False]]),
     )
     assert masked["policy_loss"].item() == pytest.approx((-1.2 + 1.5) / 2)
+
+
+def test_clipped_surrogate_by_hand_and_its_gradient():
+    # the five cases of chapter 5's table: clipped, moved the wrong way (twice), inside the range
+    ratio = torch.tensor([1.5, 0.5, 0.5, 1.5, 1.1], dtype=torch.float64)
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0, 2.0], dtype=torch.float64)
+    log_probs = ratio.log().requires_grad_()
+    loss = clipped_surrogate(log_probs, torch.zeros_like(ratio), adv, clip_coef=0.2)
+    torch.testing.assert_close(loss, -torch.tensor([1.2, 0.5, -0.8, -1.5, 2.2], dtype=torch.float64))
+    loss.sum().backward()
+    # d/d log π of −ρA is −ρA where the clip is inactive, 0 where it is active
+    torch.testing.assert_close(log_probs.grad, torch.tensor([0.0, -0.5, 0.0, 1.5, -2.2], dtype=torch.float64))
+    # any shape: a batch of responses of tokens
+    shape = (2, 3, 4)
+    lp, old, a = (torch.randn(shape, generator=gen(i)) for i in range(3))
+    assert clipped_surrogate(lp, old, a, clip_coef=0.1).shape == shape
+
+
+def test_clipped_surrogate_bad_input():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="advantages must have the shape of log_probs"):
+        clipped_surrogate(x, x, torch.zeros(3), clip_coef=0.2)  # would broadcast
+    with pytest.raises(TypeError, match="old_log_probs must be a tensor"):
+        clipped_surrogate(x, 0.0, x, clip_coef=0.2)
+    with pytest.raises(ValueError, match="clip_coef"):
+        clipped_surrogate(x, x, x, clip_coef=-0.1)
 
 
 def test_gradient_clipping_is_per_agent():

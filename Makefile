@@ -116,8 +116,10 @@ $(AXE): package.json package-lock.json
 browser: $(STAMP) browser-deps axe-deps
 	$(BIN)/pytest -p no:cacheprovider site_tests
 
+# One torch thread: the tests' tensors are tiny, and in `make test` the notebooks run beside them on
+# both cores, where a second thread per process only waits for the first.
 unit: $(STAMP)
-	$(BIN)/pytest tests
+	OMP_NUM_THREADS=1 $(BIN)/pytest tests
 
 PY_SOURCES := gaebook tests benchmarks tools site_tests
 
@@ -129,9 +131,12 @@ lint: $(STAMP)
 actionlint: $(STAMP)
 	$(BIN)/actionlint -no-color
 
-# mypy over gaebook, configured in pyproject.toml ([tool.mypy]).
+# mypy over gaebook, configured in pyproject.toml ([tool.mypy]). Its cache lives outside the checkout,
+# so that a fresh clone reuses what an earlier run learned of torch's and numpy's stubs: mypy checks
+# every cached module against its source and checks again whatever changed.
+MYPY_CACHE := $(HOME)/.cache/gaebook-mypy
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/mypy --cache-dir $(MYPY_CACHE)
 
 # Every notebook under nbval, NB_WORKERS at a time with one torch thread each and the book build's
 # cell timeout (_config.yml); each notebook whose cells all pass goes into the emptied jupyter-cache,
@@ -219,7 +224,13 @@ COLAB_INSTALLS = $(COLAB_CHECK) installs $(VERSION) > $(COLAB_DIR)/installs.txt 
 
 colab-base: $(COLAB_STAMP)
 
-$(COLAB_STAMP): | package
+# The base is built with the wheel of `make package` in dist/ (made here only if it is missing, so that
+# colab-install, which builds it first, does not build it twice).
+WHEEL := dist/gaebook-$(VERSION)-py3-none-any.whl
+$(WHEEL):
+	$(MAKE) --no-print-directory package
+
+$(COLAB_STAMP): | $(WHEEL)
 	@[ -n "$(COLAB_KEY)" ] || { echo "no key for Colab's environment: $(BIN)/python is missing" >&2; exit 1; }
 	@[ -n "$(COLAB_PYTHON)" ] && "$(COLAB_PYTHON)" $(IS_313) || { echo "COLAB_PYTHON='$(COLAB_PYTHON)' is no Python 3.13:" \
 		"Colab's environment is built on Colab's Python; set COLAB_PYTHON to a python3.13" >&2; exit 1; }

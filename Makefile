@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
 	texlive-lang-chinese latexmk xindy fonts-freefont-otf fonts-wqy-microhei poppler-utils
 
-.PHONY: book book-cached translations zh site-zh student browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site site-english unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
+.PHONY: book book-cached html-cached translations zh site-zh student student-site student-browser browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site site-english unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
 
 # pip installs torch (the CPU build this kind of machine has on disk, which uv would not look for) and
 # uv; uv installs the rest, against the same constraints, in a fraction of pip's time.
@@ -39,8 +39,11 @@ book: $(STAMP)
 # and executes only a notebook that is not there (one that failed under nbval, to fail on it again).
 book-cached: $(STAMP)
 	rm -rf _build/html _build/.doctrees
+	$(MAKE) --no-print-directory html-cached zh
+
+# The English site alone, into _build/html, from the jupyter-cache (book-cached, after emptying it).
+html-cached: $(STAMP)
 	$(BUILD_BOOK)
-	$(MAKE) --no-print-directory zh
 
 # Every English paragraph, caption and alt text has a current translation in every catalog of
 # locales/ (tools/i18n.py check): an untranslated, fuzzy or stale entry, or a translation that breaks
@@ -62,9 +65,15 @@ site-zh: $(STAMP) browser-deps axe-deps
 # the last `make book` or `make notebooks` (from its jupyter-cache: nothing is executed again); then the
 # browser tests check that no page shows a solution.
 student: $(STAMP) browser-deps axe-deps
+	$(MAKE) --no-print-directory student-site
+	$(MAKE) --no-print-directory student-browser
+
+student-site: $(STAMP)
 	rm -rf _build/student
 	$(BIN)/python tools/student.py notebooks _build/student/notebooks
 	$(BIN)/python tools/student.py site _build/student/html
+
+student-browser: $(STAMP) browser-deps axe-deps
 	$(BIN)/pytest -p no:cacheprovider site_tests --site _build/student/html --student
 
 # The two lanes of `make test` may both install Debian packages: one apt at a time.
@@ -153,11 +162,12 @@ notebooks: $(STAMP)
 # Every test, in two lanes that run side by side: the TeX Live install (while the notebooks run), the
 # static checks (lint, workflows, types), the package's tests, the package built and installed into
 # Colab's package set; and every notebook under nbval (on both cores, executing each notebook once),
-# the strict book build from their cache with the Chinese edition, then two jobs at a time (the first
-# lane is done by then, so make lends its slot): the PDF from the same cache and the browser tests
-# (axe-core included) of the English site, the student edition's build and browser tests, and the
-# Chinese site's browser tests. The book is built even if a notebook failed, as it would be on its own,
-# and the English site is tested even if the Chinese edition could not be built.
+# then two jobs at a time (the first lane is done by then, so make lends its slot): the three sites'
+# strict builds from the notebooks' cache (the English book, the Chinese edition, the student
+# edition), then the PDF from the same cache and the browser tests (axe-core included) of the English
+# site, the student site's browser tests, and the Chinese site's. The books are built even if a
+# notebook failed, as they would be on their own, and the English site is tested even if the Chinese
+# edition could not be built.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
 
@@ -172,14 +182,15 @@ test-checks: $(STAMP)
 
 test-site: $(STAMP) browser-deps axe-deps
 	status=0; $(MAKE) --no-print-directory notebooks || status=1; \
-	$(MAKE) --no-print-directory book-cached || status=1; \
+	rm -rf _build/html _build/.doctrees; \
+	$(MAKE) --no-print-directory -k --output-sync=line html-cached zh student-site || status=1; \
 	if [ -f _build/html/index.html ]; then \
-		$(MAKE) --no-print-directory -k --output-sync=line site-english student site-zh || status=1; \
+		$(MAKE) --no-print-directory -k --output-sync=line site-english student-browser site-zh || status=1; \
 	else status=1; fi; \
 	exit $$status
 
 # The English site's PDF and browser tests, which read the site that `make book-cached` built; the
-# student edition (its own build, into _build/student) runs beside them in `make test`.
+# student and Chinese sites' browser tests run beside them in `make test`.
 site-english: $(STAMP) browser-deps axe-deps
 	status=0; $(MAKE) --no-print-directory pdf || status=1; \
 	$(MAKE) --no-print-directory browser || status=1; \

@@ -59,7 +59,7 @@ zh: $(STAMP)
 
 # The Chinese site in the browser, served with the English one, as it is published.
 site-zh: $(STAMP) browser-deps axe-deps
-	$(BIN)/pytest -p no:cacheprovider site_tests --site _build/html/zh_CN --edition zh_CN
+	$(SITE_TESTS) --site _build/html/zh_CN --edition zh_CN
 
 # The student edition: notebooks without solutions, and the site built from them with the outputs of
 # the last `make book` or `make notebooks` (from its jupyter-cache: nothing is executed again); then the
@@ -74,7 +74,7 @@ student-site: $(STAMP)
 	$(BIN)/python tools/student.py site _build/student/html
 
 student-browser: $(STAMP) browser-deps axe-deps
-	$(BIN)/pytest -p no:cacheprovider site_tests --site _build/student/html --student
+	$(SITE_TESTS) --site _build/student/html --student
 
 # The two lanes of `make test` may both install Debian packages: one apt at a time.
 APT_LOCKED := flock /tmp/gaebook-apt.lock sh -c
@@ -121,9 +121,11 @@ $(AXE): package.json package-lock.json
 	touch $(AXE)
 
 # Every page of the built book (`make book` first) in headless Chromium, axe-core's accessibility
-# checks included; screenshots in _build/screenshots, axe-core's findings in _build/axe.
+# checks included; screenshots in _build/screenshots, axe-core's findings in _build/axe. The PDF's
+# tests are `make pdf`'s: they read the PDF, whichever site is tested.
+SITE_TESTS = $(BIN)/pytest -p no:cacheprovider site_tests --ignore site_tests/test_pdf.py
 browser: $(STAMP) browser-deps axe-deps
-	$(BIN)/pytest -p no:cacheprovider site_tests
+	$(SITE_TESTS)
 
 # One torch thread: the tests' tensors are tiny, and in `make test` the notebooks run beside them on
 # both cores, where a second thread per process only waits for the first.

@@ -152,14 +152,19 @@ typecheck: $(STAMP)
 # Every notebook under nbval, NB_WORKERS at a time with one torch thread each and the book build's
 # cell timeout (_config.yml); each notebook whose cells all pass goes into the emptied jupyter-cache,
 # as the book build looks it up (tools/nbval_to_cache.py), so `make book-cached` need not run it again.
+# A worker that is done takes the next notebook of the list, longest first (the status page gives
+# their times), so that the two workers finish together instead of one waiting for the other's last
+# long notebook; NB_LONGEST names the seven longest, in that order, and the rest follow.
 NB_WORKERS ?= 2
 NB_TIMEOUT := $(shell sed -n 's/^  timeout: *//p' _config.yml)
+NB_LONGEST := $(addprefix book/,$(addsuffix .ipynb,08_trends 06_applications reward_models 05_ppo_gae \
+	when_the_critic_pays 07_tools 09_faq))
 notebooks: $(STAMP)
 	rm -rf $(JUPYTER_CACHE)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(NB_WORKERS) --dist loadfile \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(NB_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout $(NB_TIMEOUT) \
 		-p tools.nbval_to_cache --jupyter-cache $(JUPYTER_CACHE) --junitxml _build/reports/notebooks.xml \
-		$(NOTEBOOKS)
+		$(NB_LONGEST) $(filter-out $(NB_LONGEST),$(NOTEBOOKS))
 
 # Every test, in two lanes that run side by side: the TeX Live install (while the notebooks run), the
 # static checks (lint, workflows, types), the package's tests, the package built and installed into

@@ -127,8 +127,8 @@ SITE_TESTS = $(BIN)/pytest -p no:cacheprovider site_tests --ignore site_tests/te
 browser: $(STAMP) browser-deps axe-deps
 	$(SITE_TESTS)
 
-# One torch thread: the tests' tensors are tiny, and in `make test` the notebooks run beside them on
-# both cores, where a second thread per process only waits for the first.
+# One torch thread: the tests' tensors are tiny, and in `make test` a browser suite runs beside them,
+# where a second thread per process only waits for the first.
 unit: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/pytest tests
 
@@ -167,12 +167,14 @@ notebooks: $(STAMP)
 		$(NB_LONGEST) $(filter-out $(NB_LONGEST),$(NOTEBOOKS))
 
 # Every test, in two lanes that run side by side: the TeX Live install (while the notebooks run), the
-# static checks (lint, workflows, types), the package's tests, the package built and installed into
-# Colab's package set; and every notebook under nbval (on both cores, executing each notebook once),
-# then two jobs at a time (the first lane is done by then, so make lends its slot): the three sites'
-# strict builds from the notebooks' cache (the English book, the Chinese edition, the student
-# edition), then the PDF from the same cache and the browser tests (axe-core included) of the English
-# site, the student site's browser tests, and the Chinese site's. The books are built even if a
+# static checks (lint, workflows, types), the package built and installed into Colab's package set;
+# and every notebook under nbval (on both cores, executing each notebook once), then two jobs at a
+# time (the first lane is done by then, so make lends its slot): the three sites' strict builds from
+# the notebooks' cache (the English book, the Chinese edition, the student edition), then the PDF
+# from the same cache and the English site's browser tests (axe-core included; its download menu
+# links the PDF), the Chinese site's, the student site's, and the package's tests. Those come last
+# because they run on one core: beside a browser suite, which uses more than one, they keep both
+# busy, where during the notebooks they would only slow them down. The books are built even if a
 # notebook failed, as they would be on their own, and the English site is tested even if the Chinese
 # edition could not be built.
 test: $(STAMP)
@@ -184,7 +186,6 @@ test-checks: $(STAMP)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory actionlint
 	$(MAKE) --no-print-directory typecheck
-	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory colab-install
 
 test-site: $(STAMP) browser-deps axe-deps
@@ -192,12 +193,11 @@ test-site: $(STAMP) browser-deps axe-deps
 	rm -rf _build/html _build/.doctrees; \
 	$(MAKE) --no-print-directory -k --output-sync=line html-cached zh student-site || status=1; \
 	if [ -f _build/html/index.html ]; then \
-		$(MAKE) --no-print-directory -k --output-sync=line site-english student-browser site-zh || status=1; \
-	else status=1; fi; \
+		$(MAKE) --no-print-directory -k --output-sync=line site-english site-zh student-browser unit || status=1; \
+	else $(MAKE) --no-print-directory unit; status=1; fi; \
 	exit $$status
 
-# The English site's PDF and browser tests, which read the site that `make book-cached` built; the
-# student and Chinese sites' browser tests run beside them in `make test`.
+# The English site's PDF and browser tests, which read the site that `make book-cached` built.
 site-english: $(STAMP) browser-deps axe-deps
 	status=0; $(MAKE) --no-print-directory pdf || status=1; \
 	$(MAKE) --no-print-directory browser || status=1; \

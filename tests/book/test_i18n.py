@@ -245,3 +245,23 @@ def test_the_glossarys_chinese_terms_are_whole_words_for_the_search(tmp_path):
     )
     assert i18n.search_words(tmp_path) == ["优势函数", "演员–评论家", "动作", "行动", "评论家", "价值函数网络"]
     assert "优势函数" in i18n.search_words()  # the term the browser tests search for
+
+
+def test_the_chinese_search_keeps_its_latin_words_in_a_set_and_indexes_as_before(monkeypatch):
+    from sphinx.search import zh
+
+    # "its" and "ads" are Latin words whose English stems ("it", "ad") are too short: the search keeps
+    # them whole only if it finds them among the Latin words it has split.
+    text = "优势函数 its GAE 估计 uses ads 和 PPO 的 returns"
+
+    def index_terms() -> list[str]:
+        search = zh.SearchChinese({})
+        return [search.stem(word) for word in search.split(text)]
+
+    monkeypatch.setattr(zh.SearchChinese, "latin_terms", [])
+    as_sphinx_7_does = index_terms()
+    assert "its" in as_sphinx_7_does and "ads" in as_sphinx_7_does
+    monkeypatch.setattr(zh.SearchChinese, "latin_terms", [])
+    i18n._chinese_search_in_linear_time()
+    assert isinstance(zh.SearchChinese.latin_terms, set)
+    assert index_terms() == as_sphinx_7_does

@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
 	texlive-lang-chinese latexmk xindy fonts-freefont-otf fonts-wqy-microhei poppler-utils
 
-.PHONY: book book-cached html-cached translations zh site-zh student student-site student-browser browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site site-english unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
+.PHONY: book book-cached html-cached translations zh site-zh student student-site student-browser browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site test-site-english test-site-others unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
 
 # pip installs torch (the CPU build this kind of machine has on disk, which uv would not look for) and
 # uv; uv installs the rest, against the same constraints, in a fraction of pip's time.
@@ -170,13 +170,13 @@ notebooks: $(STAMP)
 # static checks (lint, workflows, types), the package built and installed into Colab's package set;
 # and every notebook under nbval (on both cores, executing each notebook once), then two jobs at a
 # time (the first lane is done by then, so make lends its slot): the three sites' strict builds from
-# the notebooks' cache (the English book, the Chinese edition, the student edition), then the PDF
-# from the same cache and the English site's browser tests (axe-core included; its download menu
-# links the PDF), the Chinese site's, the student site's, and the package's tests. Those come last
-# because they run on one core: beside a browser suite, which uses more than one, they keep both
-# busy, where during the notebooks they would only slow them down. The books are built even if a
-# notebook failed, as they would be on their own, and the English site is tested even if the Chinese
-# edition could not be built.
+# the notebooks' cache (the English book, the Chinese edition, the student edition), then two lanes
+# of about the same length: the PDF from the same cache, the English site's browser tests (axe-core
+# included; its download menu links the PDF) and the package's tests; and the Chinese site's browser
+# tests, then the student site's. The package's tests come last because they run on one core:
+# beside a browser suite, which uses more than one, they keep both busy, where during the notebooks
+# they would only slow them down. The books are built even if a notebook failed, as they would be on
+# their own, and the English site is tested even if the Chinese edition could not be built.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
 
@@ -193,15 +193,16 @@ test-site: $(STAMP) browser-deps axe-deps
 	rm -rf _build/html _build/.doctrees; \
 	$(MAKE) --no-print-directory -k --output-sync=line html-cached zh student-site || status=1; \
 	if [ -f _build/html/index.html ]; then \
-		$(MAKE) --no-print-directory -k --output-sync=line site-english site-zh student-browser unit || status=1; \
+		$(MAKE) --no-print-directory -k --output-sync=line test-site-english test-site-others || status=1; \
 	else $(MAKE) --no-print-directory unit; status=1; fi; \
 	exit $$status
 
-# The English site's PDF and browser tests, which read the site that `make book-cached` built.
-site-english: $(STAMP) browser-deps axe-deps
-	status=0; $(MAKE) --no-print-directory pdf || status=1; \
-	$(MAKE) --no-print-directory browser || status=1; \
-	exit $$status
+# The two lanes that end make test (each runs its jobs in turn, and every job even if one failed).
+test-site-english: $(STAMP)
+	status=0; for job in pdf browser unit; do $(MAKE) --no-print-directory $$job || status=1; done; exit $$status
+
+test-site-others: $(STAMP)
+	status=0; for job in site-zh student-browser; do $(MAKE) --no-print-directory $$job || status=1; done; exit $$status
 
 # The sdist and the wheel of gaebook in dist/, as a release publishes them to PyPI, checked as PyPI reads
 # them. The version is set once, in gaebook/__about__.py.

@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
 	texlive-lang-chinese latexmk xindy fonts-freefont-otf fonts-wqy-microhei poppler-utils
 
-.PHONY: book book-cached html-cached translations zh site-zh student student-site student-browser browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site test-site-english test-site-others unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
+.PHONY: book book-cached html-cached translations zh site-zh student student-site student-browser browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site english unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
 
 # pip installs uv, and uv everything else, torch included, in a fraction of pip's time (it unpacks
 # wheels in parallel and reuses what it unpacked before). uv reads no pip configuration, so it is given
@@ -131,8 +131,13 @@ browser: $(STAMP) browser-deps axe-deps
 
 # One torch thread: the tests' tensors are tiny, and in `make test` a browser suite runs beside them,
 # where a second thread per process only waits for the first.
+UNIT_TESTS = OMP_NUM_THREADS=1 $(BIN)/pytest -p no:cacheprovider
 unit: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/pytest tests
+	$(UNIT_TESTS) tests
+
+# One folder of them: `make unit-package` (gaebook's own tests) or `make unit-book` (the book's files).
+unit-%: $(STAMP)
+	$(UNIT_TESTS) tests/$*
 
 PY_SOURCES := gaebook tests benchmarks tools site_tests
 
@@ -172,13 +177,9 @@ notebooks: $(STAMP)
 # static checks (lint, workflows, types), the package built and installed into Colab's package set;
 # and every notebook under nbval (on both cores, executing each notebook once), then two jobs at a
 # time (the first lane is done by then, so make lends its slot): the three sites' strict builds from
-# the notebooks' cache (the English book, the Chinese edition, the student edition), then two lanes
-# of about the same length: the PDF from the same cache, the English site's browser tests (axe-core
-# included; its download menu links the PDF) and the package's tests; and the Chinese site's browser
-# tests, then the student site's. The package's tests come last because they run on one core:
-# beside a browser suite, which uses more than one, they keep both busy, where during the notebooks
-# they would only slow them down. The books are built even if a notebook failed, as they would be on
-# their own, and the English site is tested even if the Chinese edition could not be built.
+# the notebooks' cache (the English book, the Chinese edition, the student edition), then the jobs of
+# END_JOBS. The books are built even if a notebook failed, as they would be on their own, and the
+# English site is tested even if the Chinese edition could not be built.
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=line test-checks test-site
 
@@ -195,16 +196,22 @@ test-site: $(STAMP) browser-deps axe-deps
 	rm -rf _build/html _build/.doctrees; \
 	$(MAKE) --no-print-directory -k --output-sync=line html-cached zh student-site || status=1; \
 	if [ -f _build/html/index.html ]; then \
-		$(MAKE) --no-print-directory -k --output-sync=line test-site-english test-site-others || status=1; \
+		$(MAKE) --no-print-directory -k --output-sync=line $(addprefix end-,$(END_JOBS)) || status=1; \
 	else $(MAKE) --no-print-directory unit; status=1; fi; \
 	exit $$status
 
-# The two lanes that end make test (each runs its jobs in turn, and every job even if one failed).
-test-site-english: $(STAMP)
-	status=0; for job in pdf browser unit; do $(MAKE) --no-print-directory $$job || status=1; done; exit $$status
+# The jobs that end `make test`, longest first: make starts them in this order, each as soon as one of
+# the two jobs before it is done, so that the two cores stay busy to the end. The package's tests come
+# last, in two parts: they run on one core, and beside a browser suite, which uses more than one, they
+# keep both busy, where during the notebooks they would only slow them down. Each job is a make of its
+# own (`end-JOB` runs `make JOB`), so that none waits for another's prerequisites.
+END_JOBS := english site-zh student-browser unit-package unit-book
+end-%:
+	$(MAKE) --no-print-directory $*
 
-test-site-others: $(STAMP)
-	status=0; for job in site-zh student-browser; do $(MAKE) --no-print-directory $$job || status=1; done; exit $$status
+# The PDF, then the English site in the browser, even if the PDF failed (its download menu links the PDF).
+english: $(STAMP)
+	status=0; for job in pdf browser; do $(MAKE) --no-print-directory $$job || status=1; done; exit $$status
 
 # The sdist and the wheel of gaebook in dist/, as a release publishes them to PyPI, checked as PyPI reads
 # them. The version is set once, in gaebook/__about__.py.

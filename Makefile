@@ -20,8 +20,10 @@ PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texl
 # pip installs uv, and uv everything else, torch included, in a fraction of pip's time (it unpacks
 # wheels in parallel and reuses what it unpacked before). uv reads no pip configuration, so it is given
 # pip's find-links: where a machine like this one keeps the CPU build of torch on disk.
+# PYTHON: the Python 3.10+ that .venv is made from (python3 on the PATH unless given).
+PYTHON ?= python3
 $(STAMP): pyproject.toml constraints.txt
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt uv
 	UV_FIND_LINKS="$$($(BIN)/python -m pip config get global.find-links 2>/dev/null)" \
 		$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[book,test,bench,llm]"

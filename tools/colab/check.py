@@ -105,7 +105,10 @@ def base(reports: list[dict]) -> list[str]:
 
 
 def key() -> str:
-    import tomllib  # Python 3.11: the tools run on the project's virtualenv
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10, where pytest brings tomli into the project's virtualenv
+        import tomli as tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     own_lines = installs("")[1:]

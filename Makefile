@@ -17,10 +17,10 @@ PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texl
 
 .PHONY: book book-cached html-cached translations zh site-zh student student-site student-browser browser browser-deps axe-deps pdf pdf-deps release actionlint test test-checks test-site english unit bench floors notebooks lint typecheck package colab colab-base colab-install gpu-check clean
 
-# pip installs uv, and uv everything else, torch included, in a fraction of pip's time (it unpacks
-# wheels in parallel and reuses what it unpacked before). uv reads no pip configuration, so it is given
-# pip's find-links: where a machine like this one keeps the CPU build of torch on disk.
-# PYTHON: the Python 3.10+ that .venv is made from (python3 on the PATH unless given).
+# .venv is made from PYTHON, a Python 3.10+ (python3 on the PATH unless given). pip installs uv, and uv
+# everything else, torch included, in a fraction of pip's time (it unpacks wheels in parallel and reuses
+# what it unpacked before). uv reads no pip configuration, so it is given pip's find-links: where a
+# machine like this one keeps the CPU build of torch on disk.
 PYTHON ?= python3
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -202,8 +202,8 @@ test-site: $(STAMP) browser-deps axe-deps
 	else $(MAKE) --no-print-directory unit; status=1; fi; \
 	exit $$status
 
-# The jobs that end `make test`, longest first: make starts them in this order, each as soon as one of
-# the two jobs before it is done, so that the two cores stay busy to the end. The package's tests come
+# The jobs that end `make test`, longest first: make starts them in this order, two at a time, the next
+# one whenever a running one is done, so that the two cores stay busy to the end. The package's tests come
 # last, in two parts: they run on one core, and beside a browser suite, which uses more than one, they
 # keep both busy, where during the notebooks they would only slow them down. Each job is a make of its
 # own (`end-JOB` runs `make JOB`), so that none waits for another's prerequisites.

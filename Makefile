@@ -19,13 +19,14 @@ PDF_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra texl
 
 # .venv is made from PYTHON, a Python 3.10+ (python3 on the PATH unless given). pip installs uv, and uv
 # everything else, torch included, in a fraction of pip's time (it unpacks wheels in parallel and reuses
-# what it unpacked before). uv reads no pip configuration, so it is given pip's find-links: where a
-# machine like this one keeps the CPU build of torch on disk.
+# what it unpacked before). uv reads no pip configuration, so it is given pip's find-links (from
+# PIP_FIND_LINKS or pip's configuration files, comma-separated): where a machine like this one keeps
+# the CPU build of torch on disk.
 PYTHON ?= python3
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt uv
-	UV_FIND_LINKS="$$($(BIN)/python -m pip config get global.find-links 2>/dev/null)" \
+	UV_FIND_LINKS="$$(echo $${PIP_FIND_LINKS:-$$($(BIN)/python -m pip config get global.find-links 2>/dev/null)} | tr ' ' ,)" \
 		$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[book,test,bench,llm]"
 	touch $(STAMP)
 
